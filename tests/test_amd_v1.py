@@ -172,3 +172,10 @@ def test_skipping_property(levels, data):
     assert a.ok and a.pa == page | off
     assert [r.level for r in a.refs] == visited
     assert a.refs == b.refs and a.pa == b.pa
+
+
+def test_table_entry_needs_its_level():
+    """A builder that does not pass the level must fail loudly, not build NL=1 entries."""
+    with pytest.raises(ValueError, match="level"):
+        FMT.table(0x1000)
+    assert FMT.table(0x1000, 4) >> 9 & 7 == 3

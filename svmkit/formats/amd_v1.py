@@ -118,9 +118,15 @@ class AmdV1(Format):
 
     # -- entry builders, for tests and scenarios --------------------------------------------
 
-    def table(self, pa, level=2, *, next_level=None, read=True, write=True):
+    def table(self, pa, level=None, *, next_level=None, read=True, write=True):
         """A PDE, read at ``level``, pointing at the table at ``pa`` of level
-        ``next_level`` (default ``level - 1``; lower skips levels, 48882 2.2.3)."""
+        ``next_level`` (default ``level - 1``; lower skips levels, 48882 2.2.3).
+
+        ``level`` is required: an AMD v1 PDE names the level of its next table, so a
+        builder that does not say where the entry goes cannot build one."""
+        if level is None:
+            raise ValueError("level: an amd_v1 table entry names its next level; pass the "
+                             "level of the entry (2 to 5)")
         if next_level is None:
             next_level = level - 1
         if not 1 <= next_level < level:
