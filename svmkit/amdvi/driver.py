@@ -12,7 +12,7 @@ The sequences follow 48882 and Linux ``drivers/iommu/amd``:
 
 Where the GCR3 table lives: with the DTE's Mode 0 it is host memory (native SVA: the
 host's own process tables). With Mode != 0 and GV=1 the IOMMU reads it through the host
-table (2.2.7), so it lives in the guest's memory: pass ``guest`` (an object with
+table (48882 2.2, nested translation), so it lives in the guest's memory: pass ``guest`` (an object with
 ``alloc() -> gpa`` and ``to_hpa(gpa)``, e.g. :class:`svmkit.amdvi.tables.GuestSpace`) and
 the GCR3 table and its writes are the guest's; the VMM copies only the DTE fields.
 """
@@ -165,7 +165,7 @@ class Driver:
              second_root=None, second_levels=4, domain_id=None):
         """Point ``pasid`` of ``device_id`` at the guest (or process) page table
         ``first_root`` (a guest CR3: a GPA when nested) by writing its GCR3 entry
-        (48882 2.2.6), attaching first when the device has no DTE with GV=1. ``nested``
+        (48882 2.2, GCR3 table), attaching first when the device has no DTE with GV=1. ``nested``
         needs the DTE's host table (``second_root`` at attach, or here)."""
         ops = Ops()
         dte = self.dte(device_id)

@@ -19,7 +19,7 @@ are not modelled: it is ignored, not checked.
 The GCR3 table root pointer is split in three (the spec's "GCR3 Table Root Pointer[14:12]",
 "[30:15]", "[51:31]"); :func:`gcr3_root` joins them and :func:`encode_dte` splits them.
 
-GCR3 table entry: 48882 2.2.6 (guest CR3 table): 64 bits, bit 0 V (GCR3_VALID in Linux),
+GCR3 table entry: 48882 2.2, "Guest CR3 table": 64 bits, bit 0 V (GCR3_VALID in Linux),
 bits 51:12 the address: the next GCR3 table level, or the guest CR3 in the last level.
 Bits 11:1 and 63:52 are reserved. With GLX = g the table has g + 1 levels of 512 entries,
 the top indexed by PASID bits 9g+8:9g, the last by PASID bits 8:0 (GLX 3 is reserved).
@@ -151,5 +151,5 @@ def gcr3_entry(pa):
 
 def gcr3_index(pasid, level):
     """Index into the GCR3 table level ``level`` (GLX is the top, 0 the last) for
-    ``pasid`` (48882 2.2.6; Linux ``__get_gcr3_pte`` walks it the same way)."""
+    ``pasid`` (48882 2.2 GCR3 table; Linux ``__get_gcr3_pte`` walks it the same way)."""
     return (pasid >> (9 * level)) & 0x1FF

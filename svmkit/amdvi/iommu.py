@@ -5,9 +5,9 @@
 
 * without a PASID, the host table (Mode levels of :mod:`svmkit.formats.amd_v1`, 2.2.3)
   translates the address (a GPA or an IOVA); Mode 0 passes it through untranslated;
-* with a PASID and GV=1, the GCR3 table (GLX + 1 levels, 2.2.6) indexed by the PASID gives
+* with a PASID and GV=1, the GCR3 table (GLX + 1 levels) indexed by the PASID gives
   the guest CR3, and the guest's x86-64 tables (4 or 5 levels, the DTE's GuestPagingMode)
-  translate the address (a GVA). With Mode != 0 the translation is nested (2.2.7, "Nested
+  translate the address (a GVA). With Mode != 0 the translation is nested (48882 2.2, "Nested
   Translation"): the GCR3 table root, every GCR3 entry pointer, the guest CR3, every guest
   table pointer and the final GPA are GPAs that the host table translates. This is how an
   iommufd nested domain works on AMD: the guest's DTE fields GV, GLX, GCR3 root and

@@ -1,0 +1,187 @@
+"""The five SVM set-ups of the comparison, each built through its IOMMU model's Driver.
+
+One scenario: a process whose address space (a 4- or 5-level x86-64 / VMSAv8-64 table) is
+bound to a device at PASID ``p``; in four set-ups the process runs in a VM, so its table
+and some IOMMU structures live in guest memory behind an m-level second-stage table with
+4 KiB pages. Each builder makes the set-up in a fresh :class:`svmkit.Memory` with every
+cache of the model turned off, translates one address of the process with the model's
+``translate`` and returns a :class:`Measured`: the real walk, and the Driver's :class:`Ops`
+for a further PASID's bind and for its unbind (what a PASID-table change costs).
+
+A model that is not installed (an IOMMU branch not merged yet) makes its builder raise
+:class:`Unavailable`; the comparison then says "model not available" for that column.
+"""
+
+import importlib
+from dataclasses import dataclass, field
+
+from ..formats import x86_64
+from ..memory import FrameAllocator, Memory
+
+__all__ = ["SETUPS", "LABELS", "Measured", "Unavailable", "build", "split_refs"]
+
+SETUPS = ("vtd-sm", "vtd-ecs", "smmuv3", "amdvi", "native")
+LABELS = {
+    "vtd-sm": "VT-d scalable",
+    "vtd-ecs": "VT-d ext-ctx",
+    "smmuv3": "SMMUv3 nested",
+    "amdvi": "AMD-Vi nested",
+    "native": "native SVA",
+}
+DEV = 0x0310             # 03:02.0: requester id / StreamID / DeviceID
+VA = 0x7F12_3456_7000    # the process address the device reads
+
+
+class Unavailable(Exception):
+    """The model a set-up needs is not part of this svmkit."""
+
+
+@dataclass
+class Measured:
+    """One set-up, measured: ``walk`` (the model's translate result, caches off), the
+    first-stage depth ``n`` and second-stage depth ``m`` (0 without a VM), the Driver's
+    ``bind_ops`` for a second PASID and ``unbind_ops`` for it, and ``arch``."""
+    setup: str
+    arch: str
+    walk: object
+    n: int
+    m: int
+    bind_ops: object = None
+    unbind_ops: object = None
+    notes: list = field(default_factory=list)
+
+    @property
+    def refs(self):
+        return len(self.walk.refs)
+
+    @property
+    def structure_refs(self):
+        return split_refs(self.walk, self.n, self.m)[0]
+
+    @property
+    def walk_refs(self):
+        return split_refs(self.walk, self.n, self.m)[1]
+
+
+def split_refs(walk, n, m):
+    """(structure reads, page-walk reads) of a walk: everything before the page walk of
+    the process is the IOMMU's structures (with the second-stage reads that locate them);
+    the page walk starts at the second-stage walk that locates the guest's top table
+    (``guest_level == n``), or, without a VM, at the first first-stage read."""
+    for i, r in enumerate(walk.refs):
+        if m and r.stage == "second" and r.guest_level == n:
+            return i, len(walk.refs) - i
+        if not m and r.stage == "first":
+            return i, len(walk.refs) - i
+    return len(walk.refs), 0
+
+
+def _model(name):
+    try:
+        return importlib.import_module(f"svmkit.{name}")
+    except ImportError as e:
+        raise Unavailable(f"svmkit.{name} is not installed ({e})") from None
+
+
+class _World:
+    """Host memory and, for a VM, its guest-physical space behind a second-stage table."""
+
+    def __init__(self, second_fmt=None, m=4):
+        from ..amdvi.tables import GuestSpace
+        from .. import formats
+        self.mem = Memory()
+        self.alloc = FrameAllocator(self.mem, base=0x100000)
+        self.guest = None
+        if second_fmt is not None:
+            self.host_root = self.alloc.alloc()
+            self.guest = GuestSpace(self.mem, self.alloc, self.host_root,
+                                    formats.get(second_fmt), m)
+
+    def process(self, n, fmt=x86_64.FORMAT, **leaf):
+        """A process table of ``n`` levels mapping VA, in guest memory when there is a VM;
+        returns its root (a GPA in a VM)."""
+        from ..amdvi.tables import map_page
+        space = self.guest or self.alloc
+        to_hpa = self.guest.to_hpa if self.guest else None
+        root, page = space.alloc(), space.alloc()
+        map_page(self.mem, space, root, VA, page, fmt, fmt.descriptor(n), to_hpa=to_hpa,
+                 **leaf)
+        return root
+
+
+# -- the builders ---------------------------------------------------------------------------
+
+def _vtd(ttm, nested, p, n, m):
+    vtd = _model("vtd")
+    w = _World("vtd_sl" if nested else None, m)
+    io = vtd.Iommu(w.mem, root_table=w.alloc.alloc(), ttm=ttm,
+                   caches=vtd.CacheConfig(enabled=False))
+    drv = vtd.Driver(w.mem, w.alloc, io)
+    if ttm == "extended":
+        # VT-d 2.x: the guest owns the PASID table; its GPA goes in the extended context
+        drv.attach(DEV, did=1, second_root=w.host_root, second_levels=m,
+                   pasid_table=w.guest.alloc(), nested=True)
+    else:
+        drv.attach(DEV, did=1)
+    kw = dict(nested=True, second_root=w.host_root, second_levels=m) if nested else {}
+    drv.bind(DEV, p, first_root=w.process(n), first_levels=n, **kw)
+    walk = io.translate(DEV, VA, pasid=p)
+    q = p + 1
+    bind_ops = drv.bind(DEV, q, first_root=w.process(n), first_levels=n, **kw)
+    return io, walk, bind_ops, drv.unbind(DEV, q)
+
+
+def _amdvi(nested, p, n, m):
+    from .. import amdvi
+    w = _World("amd_v1" if nested else None, m)
+    io = amdvi.Iommu(w.mem, device_table=w.alloc.alloc(512),
+                     caches=amdvi.CacheConfig(enabled=False))
+    drv = amdvi.Driver(w.mem, w.alloc, io, guest=w.guest)
+    kw = dict(nested=True, second_root=w.host_root, second_levels=m) if nested else {}
+    drv.bind(DEV, p, first_root=w.process(n), first_levels=n, **kw)
+    walk = io.translate(DEV, VA, pasid=p)
+    q = p + 1
+    bind_ops = drv.bind(DEV, q, first_root=w.process(n), first_levels=n, **kw)
+    return io, walk, bind_ops, drv.unbind(DEV, q)
+
+
+def _smmuv3(nested, p, n, m):
+    smmu = _model("smmuv3")
+    if not hasattr(smmu, "Driver") or not hasattr(smmu, "Iommu"):
+        raise Unavailable("svmkit.smmuv3 has no Iommu/Driver yet")
+    raise Unavailable("svmkit.smmuv3's Driver is not wired into the comparison yet")
+
+
+NATIVE_ARCHS = ("vtd", "smmuv3", "amdvi")
+
+
+def build(setup, *, p=5, n=4, m=4, native_arch="auto"):
+    """Build ``setup`` (one of :data:`SETUPS`) and measure it; :class:`Unavailable` when
+    its model is missing. ``native_arch`` picks the IOMMU of the native set-up ("vtd",
+    "smmuv3", "amdvi", or "auto": the first of these that is installed)."""
+    if setup not in SETUPS:
+        raise ValueError(f"setup={setup!r}; allowed: {', '.join(SETUPS)}")
+    if native_arch not in NATIVE_ARCHS + ("auto",):
+        raise ValueError(f"native_arch={native_arch!r}; allowed: auto, "
+                         f"{', '.join(NATIVE_ARCHS)}")
+    if setup == "native" and native_arch == "auto":
+        for arch in NATIVE_ARCHS:
+            try:
+                return build(setup, p=p, n=n, m=m, native_arch=arch)
+            except Unavailable:
+                continue
+        raise Unavailable("no IOMMU model is installed")
+    if setup == "vtd-sm":
+        arch, (io, walk, b, u) = "vtd", _vtd("scalable", True, p, n, m)
+    elif setup == "vtd-ecs":
+        arch, (io, walk, b, u) = "vtd", _vtd("extended", True, p, n, m)
+    elif setup == "smmuv3":
+        arch, (io, walk, b, u) = "smmuv3", _smmuv3(True, p, n, m)
+    elif setup == "amdvi":
+        arch, (io, walk, b, u) = "amdvi", _amdvi(True, p, n, m)
+    else:
+        arch = native_arch
+        io, walk, b, u = {"vtd": lambda: _vtd("scalable", False, p, n, 0),
+                          "amdvi": lambda: _amdvi(False, p, n, 0),
+                          "smmuv3": lambda: _smmuv3(False, p, n, 0)}[native_arch]()
+    return Measured(setup, arch, walk, n, 0 if setup == "native" else m, b, u)
