@@ -8,8 +8,9 @@ IOMMU model's Driver, translates with every cache off and returns a :class:`Comp
 """
 
 from .facts import FACTS, QUOTES, ROWS
-from .setups import LABELS, SETUPS, Measured, Unavailable, build, split_refs
+from .setups import (FIRST_FORMAT, LABELS, SETUPS, Measured, Unavailable, Unsupported,
+                     build, split_refs)
 from .table import NA, Cell, Comparison, Row, breakdown, compare
 
 __all__ = ["compare", "Comparison", "Row", "Cell", "build", "Measured", "Unavailable",
-           "split_refs", "breakdown", "SETUPS", "LABELS", "FACTS", "ROWS", "QUOTES", "NA"]
+           "split_refs", "breakdown", "Unsupported", "FIRST_FORMAT", "SETUPS", "LABELS", "FACTS", "ROWS", "QUOTES", "NA"]

@@ -15,10 +15,12 @@ A model that is not installed (an IOMMU branch not merged yet) makes its builder
 import importlib
 from dataclasses import dataclass, field
 
+from ..formats import get as get_format
 from ..formats import x86_64
 from ..memory import FrameAllocator, Memory
 
-__all__ = ["SETUPS", "LABELS", "Measured", "Unavailable", "build", "split_refs"]
+__all__ = ["SETUPS", "LABELS", "Measured", "Unavailable", "Unsupported", "build",
+           "split_refs", "FIRST_FORMAT"]
 
 SETUPS = ("vtd-sm", "vtd-ecs", "smmuv3", "amdvi", "native")
 LABELS = {
@@ -28,12 +30,20 @@ LABELS = {
     "amdvi": "AMD-Vi nested",
     "native": "native SVA",
 }
+#: the format of the process's tables in each set-up's architecture
+FIRST_FORMAT = {"vtd": "x86_64", "amdvi": "x86_64", "smmuv3": "arm64_s1"}
 DEV = 0x0310             # 03:02.0: requester id / StreamID / DeviceID
-VA = 0x7F12_3456_7000    # the process address the device reads
+VA = 0x7F_3456_7000      # the process address the device reads (fits 39-bit tables)
 
 
 class Unavailable(Exception):
     """The model a set-up needs is not part of this svmkit."""
+    label = "model not available"
+
+
+class Unsupported(Unavailable):
+    """The model exists but cannot build the set-up with these depths."""
+    label = "not supported"
 
 
 @dataclass
@@ -147,9 +157,40 @@ def _amdvi(nested, p, n, m):
 
 def _smmuv3(nested, p, n, m):
     smmu = _model("smmuv3")
-    if not hasattr(smmu, "Driver") or not hasattr(smmu, "Iommu"):
-        raise Unavailable("svmkit.smmuv3 has no Iommu/Driver yet")
-    raise Unavailable("svmkit.smmuv3's Driver is not wired into the comparison yet")
+    from ..formats import get
+    s1, s2 = get("arm64_s1"), get("arm64_s2")
+    for name, fmt, levels in (("n", s1, n), ("m", s2, m if nested else None)):
+        if levels is not None and levels not in fmt.levels_allowed:
+            raise Unsupported(f"{name}={levels}: {fmt.name} allows "
+                              f"{', '.join(map(str, fmt.levels_allowed))}")
+    mem = Memory()
+    alloc = FrameAllocator(mem, base=0x100000)
+    io = smmu.Iommu.new(mem, alloc, sid_bits=10, caches=False)
+    drv = smmu.Driver(mem, alloc, io)
+    d1 = s1.descriptor(n, 48)
+    kw = {}
+    if nested:
+        # the guest's stage-1 tables and CD table live in IPA space (IHI 0070 5.2)
+        d2 = s2.descriptor(m, 48)
+        s2root = smmu.new_root(alloc, d2)
+        space = smmu.Guest(mem, alloc, s2root, d2)
+        kw = dict(nested=True, second_root=s2root, second_levels=m,
+                  guest_alloc=space.alloc)
+        where = space
+    else:
+        space, where = alloc, mem
+
+    def process():
+        root = smmu.new_root(space, d1)
+        smmu.map_page(where, space, root, VA, space.alloc(), d1, s1)
+        return root
+
+    drv.bind(DEV, p, first_root=process(), first_levels=n, **kw)
+    walk = io.translate(DEV, VA, pasid=p)
+    q = p + 1
+    kw.pop("guest_alloc", None)
+    bind_ops = drv.bind(DEV, q, first_root=process(), first_levels=n, **kw)
+    return io, walk, bind_ops, drv.unbind(DEV, q)
 
 
 NATIVE_ARCHS = ("vtd", "smmuv3", "amdvi")
@@ -171,6 +212,15 @@ def build(setup, *, p=5, n=4, m=4, native_arch="auto"):
             except Unavailable:
                 continue
         raise Unavailable("no IOMMU model is installed")
+    arch = {"vtd-sm": "vtd", "vtd-ecs": "vtd", "smmuv3": "smmuv3", "amdvi": "amdvi",
+            "native": native_arch}[setup]
+    try:
+        first = get_format(FIRST_FORMAT[arch])
+    except ValueError:
+        raise Unavailable(f"format {FIRST_FORMAT[arch]} is not installed") from None
+    if n not in first.levels_allowed:
+        raise Unsupported(f"n={n}: {first.name} allows "
+                          f"{', '.join(map(str, first.levels_allowed))}")
     if setup == "vtd-sm":
         arch, (io, walk, b, u) = "vtd", _vtd("scalable", True, p, n, m)
     elif setup == "vtd-ecs":

@@ -7,7 +7,7 @@ from . import facts, setups as S
 
 __all__ = ["Cell", "Row", "Comparison", "compare"]
 
-NA = "model not available"
+NA = S.Unavailable.label
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,8 @@ class Comparison:
             out.append(f"{r.label[:labw - 1]:<{labw}}{cells}")
         missing = [c for c in self.columns if not hasattr(self.measured[c], "walk")]
         for c in missing:
-            out += textwrap.wrap(f"{short[c]}: {NA} ({self.measured[c]})", width,
+            e = self.measured[c]
+            out += textwrap.wrap(f"{short[c]}: {e.label} ({e})", width,
                                  subsequent_indent="  ")
         native = self.measured.get("native")
         if hasattr(native, "arch"):
@@ -160,7 +161,7 @@ def compare(*, p=5, n=4, m=4, native_arch="auto", columns=S.SETUPS):
         try:
             measured[c] = S.build(c, p=p, n=n, m=m, native_arch=native_arch)
         except S.Unavailable as e:
-            measured[c] = str(e)
+            measured[c] = e
     rows = []
 
     def measured_row(key, label, fn, source):
@@ -168,7 +169,7 @@ def compare(*, p=5, n=4, m=4, native_arch="auto", columns=S.SETUPS):
         for c in columns:
             mc = measured[c]
             if not hasattr(mc, "walk"):
-                cells[c] = Cell(NA, None, "")
+                cells[c] = Cell(mc.label, None, "")
             else:
                 v = fn(mc)
                 cells[c] = Cell(str(v), v if isinstance(v, int) else None, source)
@@ -192,7 +193,7 @@ def compare(*, p=5, n=4, m=4, native_arch="auto", columns=S.SETUPS):
         for c in columns:
             mc = measured[c]
             if not hasattr(mc, "walk"):
-                cells[c] = Cell(NA)
+                cells[c] = Cell(mc.label)
                 continue
             ops = getattr(mc, attr)
             text = "; ".join([f"writes {_what(ops.writes)}"] + (
