@@ -391,3 +391,79 @@ def test_translate_many_matches_translate():
     import numpy as np
     pa, code = w.io.translate_many(DEV, np.array([GVA, GVA + 8, 0x1000]), pasid=1)
     assert list(pa[:2]) == [page, page + 8] and list(code) == [0, 0, 2]
+
+
+# -- faults are values ----------------------------------------------------------------------
+
+U64S = st.integers(0, (1 << 64) - 1)
+
+
+@st.composite
+def dtes(draw):
+    """Mostly well-formed DTEs pointing into the test frames, sometimes with noise."""
+    q = encode_dte(v=int(draw(st.integers(0, 9)) > 0), tv=1,
+                   mode=draw(st.sampled_from([0, 1, 2, 3, 4, 4, 4, 4, 5, 5, 6, 7])),
+                   gv=draw(st.integers(0, 1)),
+                   glx=draw(st.sampled_from([0, 0, 0, 1, 1, 2, 3])),
+                   gpm=draw(st.sampled_from([0, 0, 0, 0, 1, 1, 2])),
+                   ir=int(draw(st.integers(0, 7)) > 0), iw=int(draw(st.integers(0, 7)) > 0),
+                   host_pt_root=0x10000 * draw(st.integers(1, 8)),
+                   gcr3_root=0x10000 * draw(st.integers(1, 8)), domain_id=3)
+    if draw(st.integers(0, 4)):
+        return list(q)
+    noise = draw(st.lists(st.one_of(st.just(0), U64S), min_size=4, max_size=4))
+    return [a ^ b for a, b in zip(q, noise)]
+
+
+@settings(max_examples=400, deadline=None)
+@given(dte=dtes(), entries=st.lists(U64S, min_size=8, max_size=8),
+       idx=st.integers(0, 511), pasid_hi=st.one_of(st.none(), st.integers(0, 2047)),
+       access=st.sampled_from("rwx"), high=st.sampled_from([0, 0, 0, 1 << 63, 1 << 50, 0xFFF]),
+       small=st.booleans(), aim=st.lists(st.booleans(), min_size=8, max_size=8),
+       depth=st.integers(1, 5))
+def test_any_memory_content_gives_a_walk(dte, entries, idx, pasid_hi, access, high, small,
+                                         aim, depth):
+    """Whatever the DTE, GCR3 and table entries hold, translate returns ok or a fault with
+    an event code; it never raises. Every frame's entry ``idx`` is the one a request with
+    index ``idx`` at every level reads, and most point at another test frame, so walks go
+    deep (through the GCR3 table, the guest tables and the host table)."""
+    mem = Memory(1 << 22 if small else None)
+    frames = [0x10000 * (i + 1) for i in range(8)]
+    dt = 0x100000
+    for f, v in enumerate(entries):
+        if aim[f]:          # keep the flags, point the address at another test frame
+            v = (v & ~(((1 << 52) - 1) & ~0xFFF)) | frames[(v >> 9) % 8]
+        mem.write_u64(frames[f] + 8 * idx, v)
+    for i, q in enumerate(dte):
+        mem.write_u64(dt + 32 * DEV + 8 * i, q)
+    address = sum(idx << (12 + 9 * k) for k in range(depth)) ^ high
+    pasid = None if pasid_hi is None else (pasid_hi << 9 | idx)
+    io = Iommu(mem, device_table=dt, caches=CacheConfig(enabled=False))
+    w = io.translate(DEV, address, pasid=pasid, access=access)
+    assert w.ok or (w.fault.code in EVENT_CODES.values() and w.fault.name)
+    if w.ok:
+        assert w.pa is not None and w.page_size >= 4096
+
+
+@settings(max_examples=200, deadline=None)
+@given(which=st.integers(0, 29), value=U64S, access=st.sampled_from("rwx"),
+       privileged=st.booleans())
+def test_corrupting_any_entry_of_a_nested_walk_gives_a_value(which, value, access, privileged):
+    """Overwrite one of the 30 entries a nested translation reads (DTE qword 0, host table
+    entries, the GCR3 entry, guest entries) with any 64-bit value: the translation still
+    returns a Walk; a fault names its stage and an event; a success reads no more than the
+    30 references."""
+    w, g, drv, cr3, page = nested_world(caches=CacheConfig(enabled=False))
+    drv.bind(DEV, 2, first_root=cr3, nested=True)
+    good = w.io.translate(DEV, GVA, pasid=2)
+    assert len(good.refs) == 30
+    target = good.refs[which]
+    w.mem.write_u64(target.address, value)
+    r = w.io.translate(DEV, GVA, pasid=2, access=access, privileged=privileged)
+    if r.ok:
+        assert len(r.refs) <= 30 + 30        # a corrupted pointer may lead elsewhere
+    else:
+        assert r.fault.stage in ("dte", "gcr3", "first", "second")
+        assert r.fault.name in EVENT_CODES and r.fault.code == EVENT_CODES[r.fault.name]
+        # nothing after the fault was read
+        assert len(r.refs) <= 30
