@@ -415,7 +415,7 @@ def dtes(draw):
     return [a ^ b for a, b in zip(q, noise)]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(dte=dtes(), entries=st.lists(U64S, min_size=8, max_size=8),
        idx=st.integers(0, 511), pasid_hi=st.one_of(st.none(), st.integers(0, 2047)),
        access=st.sampled_from("rwx"), high=st.sampled_from([0, 0, 0, 1 << 63, 1 << 50, 0xFFF]),
@@ -445,7 +445,7 @@ def test_any_memory_content_gives_a_walk(dte, entries, idx, pasid_hi, access, hi
         assert w.pa is not None and w.page_size >= 4096
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(which=st.integers(0, 29), value=U64S, access=st.sampled_from("rwx"),
        privileged=st.booleans())
 def test_corrupting_any_entry_of_a_nested_walk_gives_a_value(which, value, access, privileged):
