@@ -467,3 +467,26 @@ def test_corrupting_any_entry_of_a_nested_walk_gives_a_value(which, value, acces
         assert r.fault.name in EVENT_CODES and r.fault.code == EVENT_CODES[r.fault.name]
         # nothing after the fault was read
         assert len(r.refs) <= 30
+
+
+def test_configure_reports_what_the_structures_select():
+    w, g, drv, cr3, page = nested_world()
+    drv.bind(DEV, 2, first_root=cr3, nested=True)
+    c = w.io.configure(DEV, pasid=2)
+    assert c.kind == "nested" and c.first_root == cr3 and c.first_levels == 4
+    assert c.second_root == g.host_root and c.second_levels == 4
+    assert c.entry_name == "gcr3-entry" and w.mem.read_u64(c.entry) == gcr3_entry(cr3)
+    assert w.io.configure(DEV).kind == "second"
+    f = w.io.configure(DEV, pasid=3)
+    assert f.stage == "gcr3" and f.reason == "not-present"
+    assert w.io.configure(0x0001).kind == "untranslated"
+    before = w.io.cache_stats()
+    w.io.configure(DEV, pasid=2)
+    assert w.io.cache_stats() == before          # configure never touches the caches
+    w2 = World()
+    d2 = Driver(w2.mem, w2.alloc, w2.io)
+    cr3b, _ = w2.process()
+    d2.bind(DEV, 1, first_root=cr3b)
+    c = w2.io.configure(DEV, pasid=1)
+    assert c.kind == "first" and c.first_root == cr3b and c.second_levels == 0
+    assert w2.io.configure(DEV).kind == "pass-through"

@@ -37,7 +37,7 @@ from .dte import (DTE_SIZE, GCR3_ADDR, GCR3_RESERVED, GCR3_V, GPM_LEVELS, decode
                   gcr3_index)
 from .events import EVENT_CODES, Event, io_page_fault_flags
 
-__all__ = ["Iommu", "Fault", "CacheConfig"]
+__all__ = ["Iommu", "Fault", "CacheConfig", "Config"]
 
 U64 = (1 << 64) - 1
 PAGE_SHIFTS = (12, 21, 30, 39, 48)
@@ -70,6 +70,28 @@ class CacheConfig:
         for name in ("dte_entries", "gcr3_entries", "iotlb_entries"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}; allowed: at least 1")
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the device table and GCR3 table select for (``device_id``, ``pasid``):
+    ``kind`` ("untranslated" for V=0, "pass-through" for Mode 0, "second" (host table),
+    "first" (guest tables, native SVA) or "nested"), the stage roots and depths (the
+    guest table in ``x86_64``, the host table in ``amd_v1``), ``domain_id``, and the
+    ``entry`` (HPA) that chose them, ``entry_name`` "dte" or "gcr3-entry"."""
+
+    device_id: int
+    pasid: int | None
+    kind: str
+    domain_id: int = 0
+    first_root: int = 0
+    first_levels: int = 4
+    first_fmt: str = "x86_64"
+    second_root: int = 0
+    second_levels: int = 0
+    second_fmt: str = "amd_v1"
+    entry: int = 0
+    entry_name: str = ""
 
 
 class _Cache:
@@ -140,6 +162,15 @@ class Iommu:
     def faults(self):
         """The logged events (the same list as ``events``; the name the other models use)."""
         return self.events
+
+    def configure(self, device_id, *, pasid=None):
+        """What the structures in memory select for (``device_id``, ``pasid``), read without
+        the caches: a :class:`Config`, or the :class:`Fault` a request would meet in the DTE
+        or the GCR3 table."""
+        _check_device(device_id)
+        if pasid is not None and (not isinstance(pasid, int) or not 0 <= pasid < 1 << 20):
+            raise ValueError(f"pasid={pasid!r} is not allowed; allowed: None or 0 to 2**20-1")
+        return _Translation(self, device_id, 0, pasid, "r", False, cached=False).configure()
 
     def dte_address(self, device_id):
         return self.device_table + DTE_SIZE * device_id
@@ -239,8 +270,13 @@ class _Translation:
     """One request, read top to bottom: DTE, then the host walk, or the GCR3 table and the
     guest walk (nested when the DTE's Mode is not 0)."""
 
-    def __init__(self, iommu, device_id, address, pasid, access, privileged):
+    def __init__(self, iommu, device_id, address, pasid, access, privileged, cached=True):
         self.io, self.mem = iommu, iommu.mem
+        if cached:
+            self.dte_cache, self.gcr3_cache, self.iotlb = (iommu.dte_cache, iommu.gcr3_cache,
+                                                           iommu.iotlb)
+        else:
+            self.dte_cache = self.gcr3_cache = self.iotlb = _Cache(1, False)
         self.device_id, self.address, self.pasid = device_id, address, pasid
         self.access, self.acc = access, F.ACCESSES.index(access)
         self.user = pasid is not None and not privileged
@@ -282,7 +318,28 @@ class _Translation:
 
     # steps
     def run(self):
-        cfg = self.io.dte_cache.lookup(self.device_id)
+        err = self.dte()
+        if err is not None:
+            return err
+        if not self.cfg["v"]:
+            # 48882 2.2.2: V=0, the request passes untranslated
+            return self.walk(True, self.address, 1 << 12)
+        need_w = self.access == "w"
+        if (need_w and not self.cfg["iw"]) or (not need_w and not self.cfg["ir"]):
+            return self.fault("dte", 0, "permission", "IO_PAGE_FAULT")
+        if self.pasid is not None and not self.cfg["gv"]:
+            return self.fault("dte", 0, "pasid-disabled", "INVALID_DEVICE_REQUEST")
+        hit = self.iotlb_lookup()
+        if hit is not None:
+            return hit
+        if self.pasid is None:
+            return self.host_only()
+        return self.guest()
+
+    def dte(self):
+        """Read and check the DTE: None (``self.cfg``, ``self.mode``, ``self.d2`` set) or
+        the faulting walk."""
+        cfg = self.dte_cache.lookup(self.device_id)
         self.cache["dte"] = "miss" if cfg is None else "hit"
         if cfg is None:
             a = self.io.dte_address(self.device_id)
@@ -291,12 +348,11 @@ class _Translation:
             q = [self.mem.read_u64(a + 8 * i) for i in range(4)]
             self.ref("dte", 0, a, q[0], "dte")
             cfg = decode_dte(q)
-            self.io.dte_cache.fill(self.device_id, cfg)
+            self.dte_cache.fill(self.device_id, cfg)
         self.domain_id, self.sa = cfg["domain_id"], bool(cfg["sa"])
+        self.cfg, self.mode, self.d2 = cfg, 0, None
         if not cfg["v"]:
-            # 48882 2.2.2: V=0, the request passes untranslated
-            self.walk_info["levels"] = 0
-            return self.walk(True, self.address, 1 << 12)
+            return None
         if cfg["reserved"]:
             return self.fault("dte", 0, "reserved-bit", "ILLEGAL_DEV_TABLE_ENTRY")
         if not cfg["tv"]:
@@ -306,20 +362,36 @@ class _Translation:
                                                              cfg["gpm"] not in GPM_LEVELS)):
             # Mode 7, GLX 3 and GuestPagingMode 2/3 are reserved; Mode 6 is not modelled
             return self.fault("dte", 0, "invalid-entry", "ILLEGAL_DEV_TABLE_ENTRY")
-        need_w = self.access == "w"
-        if (need_w and not cfg["iw"]) or (not need_w and not cfg["ir"]):
-            return self.fault("dte", 0, "permission", "IO_PAGE_FAULT")
-        self.cfg, self.mode = cfg, mode
+        self.mode = mode
         self.d2 = amd_v1.FORMAT.descriptor(mode, self.io.phys_bits, had=bool(cfg["had"])) \
             if mode else None
-        if self.pasid is not None and not cfg["gv"]:
-            return self.fault("dte", 0, "pasid-disabled", "INVALID_DEVICE_REQUEST")
-        hit = self.iotlb_lookup()
-        if hit is not None:
-            return hit
+        return None
+
+    def configure(self):
+        """The translation the structures select (no access check): a Config or a Fault."""
+        err = self.dte()
+        if err is None and self.pasid is not None and self.cfg["v"] and not self.cfg["gv"]:
+            err = self.fault("dte", 0, "pasid-disabled", "INVALID_DEVICE_REQUEST")
+        if err is not None:
+            return err.fault
+        cfg, dte_pa = self.cfg, self.io.dte_address(self.device_id)
+        common = dict(device_id=self.device_id, pasid=self.pasid, domain_id=self.domain_id)
+        if not cfg["v"]:
+            return Config(kind="untranslated", entry=dte_pa, entry_name="dte", **common)
+        second = dict(second_root=cfg["host_pt_root"], second_levels=self.mode)
         if self.pasid is None:
-            return self.host_only()
-        return self.guest()
+            if self.mode == 0:
+                return Config(kind="pass-through", entry=dte_pa, entry_name="dte", **common)
+            return Config(kind="second", entry=dte_pa, entry_name="dte", **second, **common)
+        err, cr3 = self.gcr3()
+        if err is not None:
+            return err.fault
+        gcr3 = [r for r in self.refs if r.stage == "gcr3"]
+        first = dict(first_root=cr3, first_levels=GPM_LEVELS[cfg["gpm"]],
+                     entry=gcr3[-1].address, entry_name="gcr3-entry")
+        if self.mode == 0:
+            return Config(kind="first", **first, **common)
+        return Config(kind="nested", **first, **second, **common)
 
     def iotlb_key(self, shift):
         return (self.domain_id, -1 if self.pasid is None else self.pasid, shift,
@@ -330,23 +402,23 @@ class _Translation:
             return None
         right = (self.access, self.user)
         for shift in PAGE_SHIFTS:
-            e = self.io.iotlb.peek(self.iotlb_key(shift))
+            e = self.iotlb.peek(self.iotlb_key(shift))
             if e is not None and right in e[1]:
-                self.io.iotlb.lookup(self.iotlb_key(shift))     # counts the hit, LRU
+                self.iotlb.lookup(self.iotlb_key(shift))     # counts the hit, LRU
                 self.cache["iotlb"] = "hit"
                 pa = e[0] | (self.address & ((1 << shift) - 1))
                 self.set_info()
                 return self.walk(True, pa, 1 << shift)
-        self.io.iotlb.misses += 1
+        self.iotlb.misses += 1
         self.cache["iotlb"] = "miss"
         return None
 
     def iotlb_fill(self, pa, size):
         shift = size.bit_length() - 1
         key = self.iotlb_key(shift)
-        old = self.io.iotlb.peek(key)
+        old = self.iotlb.peek(key)
         rights = (old[1] if old else frozenset()) | {(self.access, self.user)}
-        self.io.iotlb.fill(key, (pa & ~(size - 1), rights))
+        self.iotlb.fill(key, (pa & ~(size - 1), rights))
 
     def set_info(self):
         if self.pasid is None:
@@ -386,7 +458,7 @@ class _Translation:
     def gcr3(self):
         """The guest CR3 for the PASID: from the GCR3 cache or a GCR3 table walk."""
         key = (self.domain_id, self.pasid)
-        cached = self.io.gcr3_cache.lookup(key)
+        cached = self.gcr3_cache.lookup(key)
         self.cache["gcr3"] = "miss" if cached is None else "hit"
         if cached is not None:
             return None, cached
@@ -409,7 +481,7 @@ class _Translation:
             if e & GCR3_RESERVED:
                 return self.fault("gcr3", level, "reserved-bit", "IO_PAGE_FAULT"), 0
             table = e & GCR3_ADDR
-        self.io.gcr3_cache.fill(key, table)
+        self.gcr3_cache.fill(key, table)
         return None, table
 
     def guest(self):
