@@ -136,3 +136,11 @@ def test_arguments():
         build("native", native_arch="riscv")
     with pytest.raises(ValueError, match="columns"):
         compare(columns=("amdvi", "x"))
+
+
+def test_command_line(capsys, tmp_path):
+    from svmkit.compare.__main__ import main
+    assert main(["--figure", str(tmp_path / "c.svg")]) == 0
+    out = capsys.readouterr().out
+    assert "refs per translation" in out and max(map(len, out.splitlines())) <= 72
+    assert (tmp_path / "c.svg").read_text().startswith("<?xml")
