@@ -107,6 +107,7 @@ def test_mode0_passes_through_and_dte_rights_apply():
     drv.attach(DEV, pasid=False, iw=False)
     r = w.io.translate(DEV, 0xABC000)
     assert r.ok and r.pa == 0xABC000 and len(r.refs) == 1
+    assert r.fmt == "pass-through" and r.cache["iotlb"] == "none"
     f = w.io.translate(DEV, 0xABC000, access="w").fault
     assert f.stage == "dte" and f.reason == "permission" and f.name == "IO_PAGE_FAULT"
     assert f.flags == io_page_fault_flags("permission", "w", gn=False)
@@ -309,8 +310,9 @@ def test_stale_dte_until_invalidate_devtab_entry():
 def test_caches_off_every_translation_walks():
     w, g, drv, cr3, page = nested_world(caches=CacheConfig(enabled=False))
     drv.bind(DEV, 2, first_root=cr3, nested=True)
-    counts = {len(w.io.translate(DEV, GVA, pasid=2).refs) for _ in range(3)}
-    assert counts == {30}
+    walks = [w.io.translate(DEV, GVA, pasid=2) for _ in range(3)]
+    assert {len(x.refs) for x in walks} == {30}
+    assert walks[-1].cache == {"dte": "off", "iotlb": "off", "gcr3": "off"}
     with pytest.raises(ValueError, match="dte_entries"):
         CacheConfig(dte_entries=0)
 

@@ -259,6 +259,14 @@ class Iommu:
                                 ("iotlb", self.iotlb))}
 
 
+def _state(cache, found):
+    """What a lookup did, as the per-translation ``Walk.cache`` reports it (the words the
+    VT-d model uses): "hit", "miss", or "off" for a disabled cache."""
+    if not cache.enabled:
+        return "off"
+    return "miss" if found is None else "hit"
+
+
 def _check_device(device_id):
     if isinstance(device_id, bool) or not isinstance(device_id, int) \
             or not 0 <= device_id <= 0xFFFF:
@@ -323,6 +331,7 @@ class _Translation:
             return err
         if not self.cfg["v"]:
             # 48882 2.2.2: V=0, the request passes untranslated
+            self.walk_info = {"fmt": "pass-through", "levels": 0}
             return self.walk(True, self.address, 1 << 12)
         need_w = self.access == "w"
         if (need_w and not self.cfg["iw"]) or (not need_w and not self.cfg["ir"]):
@@ -340,7 +349,7 @@ class _Translation:
         """Read and check the DTE: None (``self.cfg``, ``self.mode``, ``self.d2`` set) or
         the faulting walk."""
         cfg = self.dte_cache.lookup(self.device_id)
-        self.cache["dte"] = "miss" if cfg is None else "hit"
+        self.cache["dte"] = _state(self.dte_cache, cfg)
         if cfg is None:
             a = self.io.dte_address(self.device_id)
             if a + DTE_SIZE > self.mem.size:
@@ -399,6 +408,10 @@ class _Translation:
 
     def iotlb_lookup(self):
         if self.pasid is None and self.mode == 0:
+            self.cache["iotlb"] = "none"        # untranslated: nothing to cache
+            return None
+        if not self.iotlb.enabled:
+            self.cache["iotlb"] = "off"
             return None
         right = (self.access, self.user)
         for shift in PAGE_SHIFTS:
@@ -431,6 +444,7 @@ class _Translation:
     def host_only(self):
         self.set_info()
         if self.mode == 0:                      # translation disabled: untranslated
+            self.walk_info = {"fmt": "pass-through", "levels": 0}
             return self.walk(True, self.address, 1 << 12)
         raw = []
         reason, stage, level, where, out, size = reference.stage_walk(
@@ -459,7 +473,7 @@ class _Translation:
         """The guest CR3 for the PASID: from the GCR3 cache or a GCR3 table walk."""
         key = (self.domain_id, self.pasid)
         cached = self.gcr3_cache.lookup(key)
-        self.cache["gcr3"] = "miss" if cached is None else "hit"
+        self.cache["gcr3"] = _state(self.gcr3_cache, cached)
         if cached is not None:
             return None, cached
         glx = self.cfg["glx"]
