@@ -144,3 +144,11 @@ def test_command_line(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "refs per translation" in out and max(map(len, out.splitlines())) <= 72
     assert (tmp_path / "c.svg").read_text().startswith("<?xml")
+
+
+def test_native_on_every_installed_model():
+    c = compare(columns=("native",))
+    assert "amdvi" in c.native
+    for arch, x in c.native.items():
+        assert x.arch == arch and x.walk.ok and x.walk_refs == 4
+    assert f"AMD-Vi {c.native['amdvi'].refs} (2 structure)" in " ".join(c.text().split())

@@ -38,6 +38,7 @@ class Comparison:
     rows: list = field(default_factory=list)
     n: int = 4
     m: int = 4
+    native: dict = field(default_factory=dict)    # arch -> Measured, native SVA on each
 
     def row(self, key):
         return next(r for r in self.rows if r.key == key)
@@ -79,7 +80,11 @@ class Comparison:
                                  subsequent_indent="  ")
         native = self.measured.get("native")
         if hasattr(native, "arch"):
-            out.append(f"native SVA measured on {native.arch}.")
+            names = {"vtd": "VT-d", "smmuv3": "SMMUv3", "amdvi": "AMD-Vi"}
+            each = ", ".join(f"{names[a]} {x.refs} ({x.structure_refs} structure)"
+                             for a, x in self.native.items())
+            out += textwrap.wrap(f"native column measured on {names[native.arch]}; native "
+                                 f"SVA on each model: {each}.", width)
         for r in self.rows:
             if r.measured:
                 continue
@@ -204,7 +209,14 @@ def compare(*, p=5, n=4, m=4, native_arch="auto", columns=S.SETUPS):
     for key, label in facts.ROWS.items():
         rows.append(Row(key, label, {c: Cell(*facts.FACTS[key][c][:1], None,
                                              facts.FACTS[key][c][1]) for c in columns}))
-    return Comparison(tuple(columns), measured, rows, n, m)
+    native = {}
+    if "native" in columns:
+        for arch in S.NATIVE_ARCHS:
+            try:
+                native[arch] = S.build("native", p=p, n=n, m=m, native_arch=arch)
+            except S.Unavailable:
+                pass
+    return Comparison(tuple(columns), measured, rows, n, m, native)
 
 
 def _what(writes):
