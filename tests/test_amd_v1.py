@@ -6,7 +6,6 @@ from hypothesis import given, settings, strategies as st
 from svmkit import FrameAllocator, Memory, walk
 from svmkit.amdvi.tables import map_page
 from svmkit.formats import amd_v1, get
-from svmkit.formats import layout as L
 
 FMT = amd_v1.FORMAT
 ENGINES = ("reference", "jit")

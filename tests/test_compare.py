@@ -2,7 +2,7 @@
 
 import pytest
 
-from svmkit.compare import (FACTS, FIRST_FORMAT, NA, ROWS, SETUPS, Unavailable,
+from svmkit.compare import (FACTS, FIRST_FORMAT, ROWS, SETUPS, Unavailable,
                             Unsupported, breakdown, build, compare, split_refs)
 from svmkit.formats import get
 

@@ -12,15 +12,16 @@ The sequences follow 48882 and Linux ``drivers/iommu/amd``:
 
 Where the GCR3 table lives: with the DTE's Mode 0 it is host memory (native SVA: the
 host's own process tables). With Mode != 0 and GV=1 the IOMMU reads it through the host
-table (48882 2.2, nested translation), so it lives in the guest's memory: pass ``guest`` (an object with
-``alloc() -> gpa`` and ``to_hpa(gpa)``, e.g. :class:`svmkit.amdvi.tables.GuestSpace`) and
-the GCR3 table and its writes are the guest's; the VMM copies only the DTE fields.
+table (48882 2.2, nested translation), so it lives in the guest's memory: pass ``guest``
+(an object with ``alloc() -> gpa`` and ``to_hpa(gpa)``, e.g.
+:class:`svmkit.amdvi.tables.GuestSpace`) and the GCR3 table and its writes are the
+guest's; the VMM copies only the DTE fields.
 """
 
 from dataclasses import dataclass, field
 
 from .commands import invalidate_devtab_entry, invalidate_iommu_pages
-from .dte import DTE_SIZE, GCR3_ADDR, GCR3_V, GPM_LEVELS, decode_dte, encode_dte, gcr3_entry, \
+from .dte import GCR3_ADDR, GCR3_V, GPM_LEVELS, decode_dte, encode_dte, gcr3_entry, \
     gcr3_index
 
 __all__ = ["Driver", "Ops"]

@@ -13,4 +13,5 @@ from .setups import (FIRST_FORMAT, LABELS, SETUPS, Measured, Unavailable, Unsupp
 from .table import NA, Cell, Comparison, Row, breakdown, compare
 
 __all__ = ["compare", "Comparison", "Row", "Cell", "build", "Measured", "Unavailable",
-           "split_refs", "breakdown", "Unsupported", "FIRST_FORMAT", "SETUPS", "LABELS", "FACTS", "ROWS", "QUOTES", "NA"]
+           "Unsupported", "split_refs", "breakdown", "FIRST_FORMAT", "SETUPS", "LABELS",
+           "FACTS", "ROWS", "QUOTES", "NA"]
