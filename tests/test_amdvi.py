@@ -523,3 +523,18 @@ def test_translate_many_agrees_with_translate(offsets, access, kind):
     for a, p_, c in zip(addrs, pa, code):
         r = w.io.translate(DEV, int(a), pasid=pasid, access=access)
         assert (int(p_), int(c)) == ((r.pa, 0) if r.ok else (0, r.fault.code))
+
+
+def test_bind_keeps_the_host_table_of_an_attached_device():
+    w, g, drv, cr3, page = nested_world()
+    hroot = w.io.read_dte(DEV)["host_pt_root"]
+    # a device attached without PASID support, then bound: GV added, host table kept
+    w.mem.write_u64(w.dt + 32 * DEV, w.mem.read_u64(w.dt + 32 * DEV) & ~(1 << 55))
+    drv.bind(DEV, 1, first_root=cr3, nested=True)
+    d = w.io.read_dte(DEV)
+    assert d["gv"] and d["host_pt_root"] == hroot and d["mode"] == 4
+    assert w.io.translate(DEV, GVA, pasid=1).ok
+    with pytest.raises(ValueError, match="second_root"):
+        drv.bind(DEV, 2, first_root=cr3, nested=True, second_root=hroot + 0x1000)
+    with pytest.raises(ValueError, match="nested=False"):
+        drv.bind(DEV, 3, first_root=cr3)

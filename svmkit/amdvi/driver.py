@@ -170,11 +170,19 @@ class Driver:
         needs the DTE's host table (``second_root`` at attach, or here)."""
         ops = Ops()
         dte = self.dte(device_id)
-        if not (dte["v"] and dte["gv"]) or (nested and second_root is not None and
-                                             dte["host_pt_root"] != second_root):
-            ops += self.attach(device_id, domain_id=domain_id,
-                               second_root=second_root if nested else None,
+        if not (dte["v"] and dte["gv"]):
+            if dte["v"] and dte["mode"]:           # keep the device's host table
+                second_root, second_levels = dte["host_pt_root"], dte["mode"]
+            elif not nested:
+                second_root = None
+            if domain_id is None and dte["v"]:
+                domain_id = dte["domain_id"]
+            ops += self.attach(device_id, domain_id=domain_id, second_root=second_root,
                                second_levels=second_levels, first_levels=first_levels)
+        elif nested and second_root is not None and dte["host_pt_root"] != second_root:
+            raise ValueError(f"second_root={second_root:#x} is not the DTE's host table "
+                             f"({dte['host_pt_root']:#x}); change it with "
+                             "modify(device_id, host_pt_root=...)")
         dte = self._checked(device_id, pasid)
         if nested and dte["mode"] == 0:
             raise ValueError("nested=True needs a host table: pass second_root")
