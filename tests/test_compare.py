@@ -2,7 +2,7 @@
 
 import pytest
 
-from svmkit.compare import (FACTS, FIRST_FORMAT, ROWS, SETUPS, Unavailable,
+from svmkit.compare import (FACTS, FIRST_FORMAT, ROWS, SETUP_ARCH, SETUPS, Unavailable,
                             Unsupported, breakdown, build, compare, split_refs)
 from svmkit.formats import get
 
@@ -21,11 +21,8 @@ STRUCTURES = {
 NATIVE = {"vtd": 4, "amdvi": 2, "smmuv3": 2}
 
 
-ARCH = {"vtd-sm": "vtd", "vtd-ecs": "vtd", "smmuv3": "smmuv3", "amdvi": "amdvi"}
-
-
 def measure(setup, **kw):
-    arch = kw.get("native_arch", ARCH.get(setup))
+    arch = kw.get("native_arch", SETUP_ARCH.get(setup))
     n = kw.get("n", 4)
     try:
         first = get(FIRST_FORMAT[arch])

@@ -8,10 +8,10 @@ IOMMU model's Driver, translates with every cache off and returns a :class:`Comp
 """
 
 from .facts import FACTS, QUOTES, ROWS
-from .setups import (FIRST_FORMAT, LABELS, SETUPS, Measured, Unavailable, Unsupported,
-                     build, split_refs)
+from .setups import (FIRST_FORMAT, LABELS, NATIVE_ARCHS, SETUP_ARCH, SETUPS, Measured,
+                     Unavailable, Unsupported, build, split_refs)
 from .table import NA, Cell, Comparison, Row, breakdown, compare
 
 __all__ = ["compare", "Comparison", "Row", "Cell", "build", "Measured", "Unavailable",
            "Unsupported", "split_refs", "breakdown", "FIRST_FORMAT", "SETUPS", "LABELS",
-           "FACTS", "ROWS", "QUOTES", "NA"]
+           "FACTS", "ROWS", "QUOTES", "NA", "SETUP_ARCH", "NATIVE_ARCHS"]

@@ -20,7 +20,7 @@ from ..formats import x86_64
 from ..memory import FrameAllocator, Memory
 
 __all__ = ["SETUPS", "LABELS", "Measured", "Unavailable", "Unsupported", "build",
-           "split_refs", "FIRST_FORMAT"]
+           "split_refs", "FIRST_FORMAT", "SETUP_ARCH", "NATIVE_ARCHS"]
 
 SETUPS = ("vtd-sm", "vtd-ecs", "smmuv3", "amdvi", "native")
 LABELS = {
@@ -30,6 +30,8 @@ LABELS = {
     "amdvi": "AMD-Vi nested",
     "native": "native SVA",
 }
+#: the IOMMU model of each VM set-up (the native one's is an argument)
+SETUP_ARCH = {"vtd-sm": "vtd", "vtd-ecs": "vtd", "smmuv3": "smmuv3", "amdvi": "amdvi"}
 #: the format of the process's tables in each set-up's architecture
 FIRST_FORMAT = {"vtd": "x86_64", "amdvi": "x86_64", "smmuv3": "arm64_s1"}
 DEV = 0x0310             # 03:02.0: requester id / StreamID / DeviceID
@@ -121,6 +123,17 @@ class _World:
 
 # -- the builders ---------------------------------------------------------------------------
 
+def _measure(io, drv, process, p, n, kw, later_kw=None):
+    """Bind PASID ``p`` to a new process table, translate VA through it, then bind PASID
+    p + 1 (a PASID-table change on a device already set up) and unbind it. Returns
+    ``(walk, bind_ops, unbind_ops)``."""
+    drv.bind(DEV, p, first_root=process(), first_levels=n, **kw)
+    walk = io.translate(DEV, VA, pasid=p)
+    bind_ops = drv.bind(DEV, p + 1, first_root=process(), first_levels=n,
+                        **(kw if later_kw is None else later_kw))
+    return walk, bind_ops, drv.unbind(DEV, p + 1)
+
+
 def _vtd(ttm, nested, p, n, m):
     vtd = _model("vtd")
     w = _World("vtd_sl" if nested else None, m)
@@ -134,11 +147,7 @@ def _vtd(ttm, nested, p, n, m):
     else:
         drv.attach(DEV, did=1)
     kw = dict(nested=True, second_root=w.host_root, second_levels=m) if nested else {}
-    drv.bind(DEV, p, first_root=w.process(n), first_levels=n, **kw)
-    walk = io.translate(DEV, VA, pasid=p)
-    q = p + 1
-    bind_ops = drv.bind(DEV, q, first_root=w.process(n), first_levels=n, **kw)
-    return io, walk, bind_ops, drv.unbind(DEV, q)
+    return _measure(io, drv, lambda: w.process(n), p, n, kw)
 
 
 def _amdvi(nested, p, n, m):
@@ -148,11 +157,7 @@ def _amdvi(nested, p, n, m):
                      caches=amdvi.CacheConfig(enabled=False))
     drv = amdvi.Driver(w.mem, w.alloc, io, guest=w.guest)
     kw = dict(nested=True, second_root=w.host_root, second_levels=m) if nested else {}
-    drv.bind(DEV, p, first_root=w.process(n), first_levels=n, **kw)
-    walk = io.translate(DEV, VA, pasid=p)
-    q = p + 1
-    bind_ops = drv.bind(DEV, q, first_root=w.process(n), first_levels=n, **kw)
-    return io, walk, bind_ops, drv.unbind(DEV, q)
+    return _measure(io, drv, lambda: w.process(n), p, n, kw)
 
 
 def _smmuv3(nested, p, n, m):
@@ -185,12 +190,8 @@ def _smmuv3(nested, p, n, m):
         smmu.map_page(where, space, root, VA, space.alloc(), d1, s1)
         return root
 
-    drv.bind(DEV, p, first_root=process(), first_levels=n, **kw)
-    walk = io.translate(DEV, VA, pasid=p)
-    q = p + 1
-    kw.pop("guest_alloc", None)
-    bind_ops = drv.bind(DEV, q, first_root=process(), first_levels=n, **kw)
-    return io, walk, bind_ops, drv.unbind(DEV, q)
+    later = {k: v for k, v in kw.items() if k != "guest_alloc"}    # attach-only keyword
+    return _measure(io, drv, process, p, n, kw, later)
 
 
 NATIVE_ARCHS = ("vtd", "smmuv3", "amdvi")
@@ -212,8 +213,7 @@ def build(setup, *, p=5, n=4, m=4, native_arch="auto"):
             except Unavailable:
                 continue
         raise Unavailable("no IOMMU model is installed")
-    arch = {"vtd-sm": "vtd", "vtd-ecs": "vtd", "smmuv3": "smmuv3", "amdvi": "amdvi",
-            "native": native_arch}[setup]
+    arch = SETUP_ARCH.get(setup, native_arch)
     try:
         first = get_format(FIRST_FORMAT[arch])
     except ValueError:
@@ -221,17 +221,11 @@ def build(setup, *, p=5, n=4, m=4, native_arch="auto"):
     if n not in first.levels_allowed:
         raise Unsupported(f"n={n}: {first.name} allows "
                           f"{', '.join(map(str, first.levels_allowed))}")
-    if setup == "vtd-sm":
-        arch, (io, walk, b, u) = "vtd", _vtd("scalable", True, p, n, m)
-    elif setup == "vtd-ecs":
-        arch, (io, walk, b, u) = "vtd", _vtd("extended", True, p, n, m)
-    elif setup == "smmuv3":
-        arch, (io, walk, b, u) = "smmuv3", _smmuv3(True, p, n, m)
-    elif setup == "amdvi":
-        arch, (io, walk, b, u) = "amdvi", _amdvi(True, p, n, m)
+    nested = setup != "native"
+    if arch == "vtd":
+        walk, b, u = _vtd("extended" if setup == "vtd-ecs" else "scalable", nested, p, n, m)
+    elif arch == "smmuv3":
+        walk, b, u = _smmuv3(nested, p, n, m)
     else:
-        arch = native_arch
-        io, walk, b, u = {"vtd": lambda: _vtd("scalable", False, p, n, 0),
-                          "amdvi": lambda: _amdvi(False, p, n, 0),
-                          "smmuv3": lambda: _smmuv3(False, p, n, 0)}[native_arch]()
+        walk, b, u = _amdvi(nested, p, n, m)
     return Measured(setup, arch, walk, n, 0 if setup == "native" else m, b, u)
