@@ -138,7 +138,7 @@ def test_builders_check_arguments():
 def test_decode_names_fields():
     e = FMT.table(0x7000, 4, next_level=1, write=False)
     f = FMT.decode(e, 4)
-    assert f["form"] == "table" and f["next_level"] == 1 and f["addr"] == 7
+    assert f["form"] == "table" and f["next_level"] == 1 and f["addr"] == 0x7000
     assert f["ir"] == 1 and f["iw"] == 0 and f["reserved"] == 0
     f = FMT.decode(FMT.leaf(0x4000_0000, 3, fc=True) | 1 << 55, 3)
     assert f["form"] == "leaf" and f["fc"] == 1 and f["reserved"] == 1 << 55

@@ -65,7 +65,7 @@ class AmdV1(Format):
         Field("d", 6, 6, "leaf", doc="dirty (HAD)"),
         Field("next_level", 11, 9,
               doc="0: PTE; 1..L-1: level of the next table; 7: size-encoded PTE"),
-        Field("addr", 51, 12, doc="frame number of the next table or the page"),
+        Field("addr", 51, 12, doc="address of the next table or the page", address=True),
         Field("u", 59, 59, "leaf", doc="attribute (not used for access control)"),
         Field("fc", 60, 60, "leaf", doc="force coherent"),
         Field("ir", 61, 61, doc="read permission"),
