@@ -115,6 +115,8 @@ def test_mode0_passes_through_and_dte_rights_apply():
 
 def test_invalid_dte_passes_untranslated():
     w = World()
+    io = Iommu.new(w.mem, w.alloc)
+    assert io.device_table % 4096 == 0 and io.read_dte(0xFFFF)["v"] == 0
     r = w.io.translate(DEV, 0x1234_5000)
     assert r.ok and r.pa == 0x1234_5000 and [x.structure for x in r.refs] == ["dte"]
 

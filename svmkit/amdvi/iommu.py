@@ -158,6 +158,12 @@ class Iommu:
         self.events = []          # the event log (48882 2.5), oldest first
         self.commands = []        # commands executed, in order
 
+    @classmethod
+    def new(cls, mem, alloc, **options):
+        """An IOMMU with a fresh zeroed device table (every DTE V=0) of 65536 entries
+        (2 MiB) from ``alloc`` (a FrameAllocator)."""
+        return cls(mem, device_table=alloc.alloc(512), **options)
+
     @property
     def faults(self):
         """The logged events (the same list as ``events``; the name the other models use)."""
