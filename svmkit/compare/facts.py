@@ -25,7 +25,7 @@ QUOTES = {
                    "the guest manages the PASID space for a domain.",
                    "Alex Williamson, LKML, 28 Feb 2017"),
     "tian": ("we need an API which allows Qemu vIOMMU to bind guest PASID table pointer "
-             "and enable nested mode", "Kevin Tian, LKML, Feb 2017"),
+             "and enable nested mode", "Kevin Tian, LKML, 2017"),
 }
 
 _NO_VM = ("n/a: no guest", "-")
