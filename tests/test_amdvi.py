@@ -171,6 +171,11 @@ def test_nested_reference_count(m, n, glx):
     assert r.ok and r.pa == g.to_hpa(page) + 8 and r.gpa == page + 8 and r.nested
     assert len(r.refs) == 1 + (glx + 1) * (m + 1) + n * (m + 1) + m
     assert sum(x.stage == "second" for x in r.refs) == (glx + 1 + n + 1) * m
+    # the host walks that find GCR3 entries say so; the DTE ref carries all four qwords
+    locating = [x for x in r.refs if x.locates]
+    assert len(locating) == (glx + 1) * m and all(x.stage == "second" for x in locating)
+    assert locating[-1].locates == "gcr3-entry"
+    assert len(r.refs[0].qwords) == 4 and r.refs[0].qwords[0] == r.refs[0].value
     # the guest part is exactly the core nested walk from the guest CR3
     core = walk(w.mem, GVA + 8, root=cr3, fmt="x86_64", levels=n, second_root=g.host_root,
                 second_fmt="amd_v1", second_levels=m)

@@ -11,9 +11,9 @@ from . import commands, dte, events, tables
 from .commands import Command
 from .driver import Driver, Ops
 from .events import EVENT_CODES, EVENT_NAMES, Event
-from .iommu import CacheConfig, Config, Fault, Iommu
+from .iommu import CacheConfig, Config, Fault, Iommu, Ref
 from .tables import GuestSpace, map_page
 
-__all__ = ["Iommu", "Driver", "Ops", "Fault", "CacheConfig", "Config", "Command", "Event",
+__all__ = ["Iommu", "Driver", "Ops", "Fault", "Ref", "CacheConfig", "Config", "Command", "Event",
            "EVENT_CODES", "EVENT_NAMES", "GuestSpace", "map_page", "commands", "dte",
            "events", "tables"]

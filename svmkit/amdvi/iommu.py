@@ -37,10 +37,21 @@ from .dte import (DTE_SIZE, GCR3_ADDR, GCR3_RESERVED, GCR3_V, GPM_LEVELS, decode
                   gcr3_index)
 from .events import EVENT_CODES, Event, io_page_fault_flags
 
-__all__ = ["Iommu", "Fault", "CacheConfig", "Config"]
+__all__ = ["Iommu", "Fault", "Ref", "CacheConfig", "Config"]
 
 U64 = (1 << 64) - 1
 PAGE_SHIFTS = (12, 21, 30, 39, 48)
+
+
+@dataclass(frozen=True)
+class Ref(W.Ref):
+    """A memory reference, as :class:`svmkit.Ref`, with the whole DTE for a DTE read
+    (``qwords``; ``value`` is qword 0) and, for a host-table reference made to find a GCR3
+    table entry in guest memory, what it ``locates`` ("gcr3-entry", "gcr3-table-entry");
+    the same two fields as the SMMUv3 model's references."""
+
+    qwords: tuple = ()
+    locates: str | None = None
 
 
 @dataclass(frozen=True)
@@ -347,14 +358,16 @@ class _Translation:
                   self.access, name=name, flags=flags)
         return self.walk(False, fault=f)
 
-    def ref(self, stage, level, address, value, structure, guest_level=None):
-        self.refs.append(W.Ref(stage, level, address, value & U64, guest_level, structure))
+    def ref(self, stage, level, address, value, structure, guest_level=None, **extra):
+        self.refs.append(Ref(stage, level, address, value & U64, guest_level, structure,
+                             **extra))
 
-    def raw_refs(self, raw, fmt1, d1, fmt2, d2):
+    def raw_refs(self, raw, fmt1, d1, fmt2, d2, locates=None):
         for st, lv, a, v, gl in raw:
             f, d = (fmt1, d1) if st == F.FIRST else (fmt2, d2)
             self.ref(F.STAGES[st], int(lv), int(a), int(v),
-                     f.structure(lv, f.is_leaf(v, lv, d)), None if gl < 0 else int(gl))
+                     f.structure(lv, f.is_leaf(v, lv, d)), None if gl < 0 else int(gl),
+                     locates=locates)
 
     def walk_fault(self, reason, stage, level, where):
         name = F.REASONS[reason]
@@ -392,7 +405,7 @@ class _Translation:
             if a + DTE_SIZE > self.mem.size:
                 return self.fault("dte", 0, "non-existent-memory", "DEV_TAB_HARDWARE_ERROR")
             q = [self.mem.read_u64(a + 8 * i) for i in range(4)]
-            self.ref("dte", 0, a, q[0], "dte")
+            self.ref("dte", 0, a, q[0], "dte", qwords=tuple(q))
             cfg = decode_dte(q)
             self.dte_cache.fill(self.device_id, cfg)
         self.domain_id, self.sa = cfg["domain_id"], bool(cfg["sa"])
@@ -493,7 +506,7 @@ class _Translation:
         self.iotlb_fill(out, size)
         return self.walk(True, out, size)
 
-    def host(self, gpa):
+    def host(self, gpa, locates):
         """Host-translate a GPA the IOMMU must read (a GCR3 table entry): (fault, hpa)."""
         if self.mode == 0:
             return None, gpa
@@ -501,7 +514,7 @@ class _Translation:
         reason, stage, level, where, out, _ = reference.stage_walk(
             self.mem, gpa, self.cfg["host_pt_root"], self.d2, F.R, False, True, raw,
             F.SECOND, -1)
-        self.raw_refs(raw, None, None, amd_v1.FORMAT, self.d2)
+        self.raw_refs(raw, None, None, amd_v1.FORMAT, self.d2, locates)
         if reason:
             return self.walk_fault(reason, stage, level, gpa), 0
         return None, out
@@ -518,14 +531,15 @@ class _Translation:
             return self.fault("gcr3", glx, "pasid-range", "IO_PAGE_FAULT"), 0
         table = self.cfg["gcr3_root"]
         for level in range(glx, -1, -1):
-            err, hpa = self.host(table + 8 * gcr3_index(self.pasid, level))
+            name = "gcr3-entry" if level == 0 else "gcr3-table-entry"
+            err, hpa = self.host(table + 8 * gcr3_index(self.pasid, level), name)
             if err is not None:
                 return err, 0
             if hpa + 8 > self.mem.size:
                 return self.fault("gcr3", level, "non-existent-memory",
                                   "PAGE_TAB_HARDWARE_ERROR"), 0
             e = self.mem.read_u64(hpa)
-            self.ref("gcr3", level, hpa, e, "gcr3-entry" if level == 0 else "gcr3-table-entry")
+            self.ref("gcr3", level, hpa, e, name)
             if not e & GCR3_V:
                 return self.fault("gcr3", level, "not-present", "IO_PAGE_FAULT",
                                   present=False), 0
