@@ -10,8 +10,9 @@ from .caches import CacheConfig
 from .faults import FaultRecord
 from .invalidation import (ContextCacheInv, DevTlbInv, InvWait, IotlbInv, PasidCacheInv,
                            PasidDevTlbInv, PasidIotlbInv)
+from .driver import Driver, Ops
 from .iommu import Config, Iommu
 
-__all__ = ["Iommu", "Config", "CacheConfig", "FaultRecord", "ContextCacheInv",
+__all__ = ["Iommu", "Driver", "Ops", "Config", "CacheConfig", "FaultRecord", "ContextCacheInv",
            "PasidCacheInv", "IotlbInv", "PasidIotlbInv", "DevTlbInv", "PasidDevTlbInv",
            "InvWait", "structures", "invalidation", "faults"]

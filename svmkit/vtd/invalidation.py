@@ -66,10 +66,12 @@ class _Desc:
         return None
 
     def __str__(self):
-        parts = [f"{f.name}={getattr(self, f.name):#x}" if isinstance(getattr(self, f.name), int)
-                 and not isinstance(getattr(self, f.name), bool) else
-                 f"{f.name}={getattr(self, f.name)}" for f in fields(self)]
-        return f"{self.name}({', '.join(parts)})"
+        parts = [self.granularity] if self.GRANULARITY else []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name != "granularity" and v:
+                parts.append(f"{f.name}={v:#x}")
+        return f"{self.name} {' '.join(parts)}"
 
 
 @dataclass(frozen=True)
