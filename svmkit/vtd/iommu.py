@@ -260,7 +260,7 @@ class Iommu:
         e = cs.decode(q)
         fpd = bool(e["fpd"])
         if not e["p"]:
-            raise _Fault("context", c["ctx_np"], ) if not fpd else _FaultFpd("context", c["ctx_np"])
+            raise _FaultFpd("context", c["ctx_np"]) if fpd else _Fault("context", c["ctx_np"])
         try:
             if cs.reserved(q, self.haw):
                 raise _Fault("context", c["ctx_rsvd"])
@@ -492,6 +492,13 @@ class Iommu:
                      access=access)
             self._record(w.fault, source_id, pasid, access, privileged, fpd)
             w.cache, w.config = st, None
+            return w
+        if access == "x" and cfg.pgtt in ("first", "nested") and not cfg.ere:
+            # execute requests need ERE (VT-d §9.6; extended mode: the context's ERE)
+            w = Walk(va=address, ok=False, pa=None, page_size=None, refs=refs,
+                     fault=self._fault("pasid-entry", 0, 0x5C, address, access), access=access)
+            self._record(w.fault, source_id, pasid, access, cfg.privileged, cfg.fpd)
+            w.cache, w.config = st, cfg
             return w
         w = self._walk(cfg, address, access, refs, st)
         if w.fault is not None:
