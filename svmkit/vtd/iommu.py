@@ -587,10 +587,9 @@ class Iommu:
                             None if gl < 0 else int(gl), f.structure(lv, f.is_leaf(v, lv, d))))
         if reason:
             code = self.fault_code(cfg, raw, reason, stage, level, access, d1, d2)
-            fault = self._fault(F.STAGES[stage], int(level), code, int(where) & U64, access)
-            fault = Fault(fault.stage, fault.level, F.REASONS[reason]
-                          if fault.reason == "unknown" else fault.reason,
-                          fault.address, code, access)
+            # the walker's reason name (shared by every model), VT-d's number
+            fault = Fault(F.STAGES[stage], int(level), F.REASONS[reason], int(where) & U64,
+                          code, access)
             return Walk(ok=False, pa=None, page_size=None, fault=fault, refs=refs,
                         gpa=gpa if nested and gpa else None, **shape, **walk_args)
         self.iotlb.fill(cfg.did, cfg.pasid, address, int(size), int(pa),
