@@ -296,6 +296,8 @@ class Driver:
                              "use modify or unbind")
         if "did" in fields:
             dev.dids.add(fields["did"])
+        if self.iommu.ttm == "extended" and dev.nested:
+            what += ", in guest memory"
         self._write_entry(ops, pa, st.encode(p=1, **fields),
                           f"pasid-entry {pasid:#x} ({what})")
         return ops
