@@ -184,6 +184,15 @@ def test_second_level_faults():
     assert code(s.walk(2)) == 0x7B
 
 
+def test_output_in_the_interrupt_range():
+    s = Sys()
+    s.fl.map(0x7000, 0xFEE0_1000)
+    w = s.walk(1, va=0x7000, access="w")
+    assert code(w) == 0x87 and w.fault.reason == "interrupt-address"
+    pa, c = s.iommu.translate_many(SID, [0x7000, 0x1000], pasid=1)
+    assert list(c) == [0x87, 0] and int(pa[1]) == 0x9000
+
+
 def test_nested_faults():
     s = Sys()
     assert s.walk(3).ok

@@ -176,6 +176,10 @@ def batch_nb(keys, slots, frames, size, vas, scalable, pgtt, root1, d1, levels1,
             code_out[i] = fault_code_nb(scalable, pgtt, reason, stage, level, access, user,
                                         refs, n, d1, levels1, levels2)
             continue
+        if scalable and pa >= 0xFEE00000 and pa <= 0xFEEFFFFF:
+            pa_out[i] = 0
+            code_out[i] = 0x87                         # interrupt address range
+            continue
         pa_out[i] = pa
         code_out[i] = 0
         if iotlb_on:

@@ -45,6 +45,7 @@ from .faults import NON_QUALIFIED, FaultRecord, describe
 __all__ = ["Iommu", "Config", "TTM"]
 
 TTM = ("legacy", "scalable", "extended")
+INTERRUPT_LO, INTERRUPT_HI = 0xFEE0_0000, 0xFEEF_FFFF
 U64 = (1 << 64) - 1
 SL, FL = _sl.FORMAT, _x86.FORMAT
 
@@ -592,6 +593,11 @@ class Iommu:
                           code, access)
             return Walk(ok=False, pa=None, page_size=None, fault=fault, refs=refs,
                         gpa=gpa if nested and gpa else None, **shape, **walk_args)
+        if cfg.mode == "scalable" and INTERRUPT_LO <= pa <= INTERRUPT_HI:
+            # the output lands in the interrupt address range (VT-d §3.15, 0x87)
+            fault = Fault(F.STAGES[stage], 0, "interrupt-address", address, 0x87, access)
+            return Walk(ok=False, pa=None, page_size=None, fault=fault, refs=refs,
+                        gpa=gpa if nested else None, **shape, **walk_args)
         self.iotlb.fill(cfg.did, cfg.pasid, address, int(size), int(pa),
                         self._rights(cfg, raw, access, d1, d2))
         return Walk(ok=True, pa=int(pa), page_size=int(size), fault=None, refs=refs,
