@@ -5,7 +5,7 @@ See docs/vtd.md. Section numbers refer to the Intel Virtualization
 Technology for Directed I/O Architecture Specification (rev. 3.x/4.x;
 rev. 2.x for the extended-context mode).
 """
-from . import faults, invalidation, structures
+from . import compare, faults, invalidation, structures
 from .caches import CacheConfig
 from .faults import FaultRecord
 from .invalidation import (ContextCacheInv, DevTlbInv, InvWait, IotlbInv, PasidCacheInv,
@@ -15,4 +15,4 @@ from .iommu import Config, Iommu
 
 __all__ = ["Iommu", "Driver", "Ops", "Config", "CacheConfig", "FaultRecord", "ContextCacheInv",
            "PasidCacheInv", "IotlbInv", "PasidIotlbInv", "DevTlbInv", "PasidDevTlbInv",
-           "InvWait", "structures", "invalidation", "faults"]
+           "InvWait", "structures", "invalidation", "faults", "compare"]
