@@ -44,7 +44,9 @@ def test_iotlb_first_level_stale_until_pasid_based_invalidation():
     rig.iommu.invalidate(IotlbInv("page", did=10, addr=0x1000))
     rig.iommu.invalidate(PasidCacheInv("pasid", did=10, pasid=1))
     assert pa(rig, 0x1000, 1) == 0x9000
-    assert rig.iommu.invalidate(PasidIotlbInv("page", did=10, pasid=1, addr=0x1000)) == 1
+    before = len(rig.iommu.iotlb)
+    rig.iommu.invalidate(PasidIotlbInv("page", did=10, pasid=1, addr=0x1000))
+    assert len(rig.iommu.iotlb) == before - 1
     assert pa(rig, 0x1000, 1) == 0xC000
     assert slot is not None
 
@@ -122,11 +124,83 @@ def test_pasid_cache_stale_until_pasid_cache_invalidation():
     rig.iommu.invalidate(PasidCacheInv("pasid", did=99, pasid=1))   # wrong domain
     assert pa(rig, 0x5000, 1) == 0x71
     rig.iommu.invalidate(ops.invalidations[0])
-    assert pa(rig, 0x5000, 1) == 0xE000
-    # the IOTLB still has the old table's translations until its invalidation
+    assert rig.iommu.translate(SID, 0x5000, pasid=1).config.first_root == fl2.root
+    # the new FLPTPTR is used, but the first-level paging-structure cache
+    # (tagged by DID and PASID) still holds the old table's upper entries
+    assert pa(rig, 0x5000, 1) == 0x71
+    # and the IOTLB the old table's translations
     assert pa(rig, 0x1000, 1) == 0x9000
     rig.iommu.invalidate(ops.invalidations[1])
+    assert pa(rig, 0x5000, 1) == 0xE000
     assert pa(rig, 0x1000, 1) == 0x71
+
+
+def test_first_level_paging_structure_cache():
+    """Re-pointing a PDPTE at another page directory: the PDPTE cached in
+    the paging-structure cache keeps the old one until a PASID-based
+    invalidation without IH."""
+    rig, fl, sl = system()
+    assert pa(rig, 0x1000, 1) == 0x9000
+    w = rig.iommu.translate(SID, 0x2000, pasid=1)
+    assert w.cache["first-psc"] == "hit pde" and len(w.refs) == 1      # only the PTE
+    fl2 = rig.fl()
+    fl2.map(0x1000, 0xF000)
+    pdpte = fl2.root                                     # steal fl2's PML4E -> PDPT
+    fl_pml4e = rig.mem.read_u64(fl.root)
+    rig.mem.write_u64(fl.root, rig.mem.read_u64(fl2.root))
+    w = rig.iommu.translate(SID, 0x1000, pasid=1, access="w")   # IOTLB: clean, walks
+    assert w.pa == 0x9000 and w.cache["first-psc"] == "hit pde"
+    rig.iommu.invalidate(PasidIotlbInv("page", did=10, pasid=1, addr=0x1000, ih=1))
+    assert pa(rig, 0x1000, 1) == 0x9000                  # IH=1: PSC kept, stale
+    rig.iommu.invalidate(PasidIotlbInv("page", did=10, pasid=1, addr=0x1000))
+    w = rig.iommu.translate(SID, 0x1000, pasid=1)
+    assert w.pa == 0xF000 and w.cache["first-psc"] == "miss" and len(w.refs) == 4
+    assert fl_pml4e and pdpte
+
+
+def test_second_level_paging_structure_cache_and_nested_combined_entries():
+    rig = Rig(invalidate=False)
+    sl, gpt = rig.guest()
+    gpt.map(0x40_0000, 0x5000)
+    gpt.map(0x40_1000, 0x6000)
+    rig.drv.attach(SID, did=1)
+    rig.drv.bind(SID, 3, first_root=gpt.root, nested=True, second_root=sl.root, did=30)
+    w = rig.iommu.translate(SID, 0x40_0000, pasid=3)
+    # the guest's tables sit in neighbouring frames: after the first
+    # second-level walk, the SL-PML4E..SL-PDE come from the second-level
+    # paging-structure cache and each later SL walk reads only the SL-PTE
+    stages = [r.stage for r in w.refs[4:]]
+    assert stages == ["second"] * 4 + ["first"] + ["second", "first"] * 3 + ["second"]
+    assert w.cache["second-psc"] == 4                    # SL walks that started cached
+    w = rig.iommu.translate(SID, 0x40_1000, pasid=3)
+    # the PDE comes from a nested combined entry, which also holds where
+    # the guest's page table sits in host memory: no SL walk to find it
+    assert w.cache["first-psc"] == "hit pde" and w.cache["combined"] == "hit"
+    assert [r.structure for r in w.refs] == ["pte", "sl-pte"]
+    assert w.pa == GUEST_BASE + 0x6000
+    # the host moves the guest's page-table frame (a second-level change)
+    pt_gpa = (w.refs[0].address & ~0xFFF) - GUEST_BASE
+    new_hpa = rig.alloc.alloc()
+    rig.mem.write(new_hpa, rig.mem.read(GUEST_BASE + pt_gpa, 4096))
+    rig.mem.write_u64(new_hpa + 8, 0x7000 | 7)           # the copy maps 0x40_1000 elsewhere
+    sl.unmap(pt_gpa)
+    sl.map(pt_gpa, new_hpa)
+    rig.iommu.invalidate(IotlbInv("page", did=30, addr=0x40_1000, ih=1))  # leaf only
+    rig.iommu.invalidate(PasidIotlbInv("page", did=30, pasid=3, addr=0x40_1000, ih=1))
+    assert pa(rig, 0x40_1000, 3) == GUEST_BASE + 0x6000  # combined entry: old frame
+    rig.iommu.invalidate(IotlbInv("domain", did=30))
+    assert pa(rig, 0x40_1000, 3) == GUEST_BASE + 0x7000
+
+
+def test_iotlb_domain_invalidation_drops_paging_structure_caches():
+    rig, fl, sl = system()
+    pa(rig, 0x1000, 1)
+    pa(rig, 0x1000, 2)
+    assert len(rig.iommu.fl_psc) == 3 and len(rig.iommu.sl_psc) == 3
+    rig.iommu.invalidate(IotlbInv("domain", did=20))
+    assert len(rig.iommu.fl_psc) == 3 and len(rig.iommu.sl_psc) == 0
+    rig.iommu.invalidate(IotlbInv("global"))
+    assert len(rig.iommu.fl_psc) == 0
 
 
 def test_switching_pgtt_without_invalidation_keeps_old_type():
@@ -238,3 +312,20 @@ def test_generic_cache_policies():
         Cache(2, "mru")
     with pytest.raises(ValueError, match="iotlb_sets"):
         CacheConfig(iotlb_sets=3)
+
+
+def test_second_level_only_paging_structure_cache():
+    """Second-level-only PASID: re-pointing the SL-PML4E at another table
+    stays invisible while the SL-PDE is cached; a page-selective IOTLB
+    invalidation with IH=0 drops the domain's second-level PSC entries."""
+    rig, fl, sl = system()
+    other = rig.sl()
+    other.map(0x1000, 0xF000)
+    assert pa(rig, 0x1000, 2) == 0x9000
+    w = rig.iommu.translate(SID, 0x2000, pasid=2)
+    assert [r.structure for r in w.refs] == ["sl-pte"] and w.cache["second-psc"] == 1
+    rig.mem.write_u64(sl.root, rig.mem.read_u64(other.root))
+    rig.iommu.invalidate(IotlbInv("page", did=20, addr=0x1000, ih=1))
+    assert pa(rig, 0x1000, 2) == 0x9000                  # IOTLB entry gone, PSC stale
+    rig.iommu.invalidate(IotlbInv("page", did=20, addr=0x1000))
+    assert pa(rig, 0x1000, 2) == 0xF000

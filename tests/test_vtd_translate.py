@@ -179,16 +179,18 @@ def test_cache_reports_and_refs_only_what_was_read():
     rig.drv.attach(SID)
     rig.drv.bind(SID, 5, first_root=fl.root)
     w = rig.iommu.translate(SID, 0x1000, pasid=5)
-    assert w.cache == {"context": "miss", "pasid": "miss", "iotlb": "miss"}
+    assert w.cache == {"context": "miss", "pasid": "miss", "iotlb": "miss", "first-psc": "miss"}
     assert len(w.refs) == 8
     w = rig.iommu.translate(SID, 0x1008, pasid=5)
     assert w.cache == {"context": "hit", "pasid": "hit", "iotlb": "hit"} and w.refs == []
     assert w.pa == 0x9008
     w = rig.iommu.translate(SID, 0x2000, pasid=5)
-    assert w.cache["iotlb"] == "miss" and [r.stage for r in w.refs] == ["first"] * 4
+    # the PML4E, PDPTE and PDE come from the paging-structure cache
+    assert w.cache["iotlb"] == "miss" and [r.structure for r in w.refs] == ["pte"]
+    assert w.cache["first-psc"] == "hit pde"
     # a write to a page cached clean walks again (to set D), then hits
     w = rig.iommu.translate(SID, 0x2000, pasid=5, access="w")
-    assert w.cache["iotlb"] == "miss" and len(w.refs) == 4
+    assert w.cache["iotlb"] == "miss" and len(w.refs) == 1
     assert rig.iommu.translate(SID, 0x2000, pasid=5, access="w").cache["iotlb"] == "hit"
 
 

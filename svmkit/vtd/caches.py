@@ -51,13 +51,14 @@ class CacheConfig:
     pasid_entries: int = 64
     iotlb_sets: int = 64
     iotlb_ways: int = 8
+    psc_entries: int = 32
     policy: str = "lru"
     seed: int = 0
 
     def __post_init__(self):
         if self.policy not in POLICIES:
             raise ValueError(f"policy: {self.policy!r}; allowed: {sorted(POLICIES)}")
-        for name in ("context_entries", "pasid_entries", "iotlb_ways"):
+        for name in ("context_entries", "pasid_entries", "iotlb_ways", "psc_entries"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: at least 1")
         s = self.iotlb_sets
@@ -77,11 +78,14 @@ class Cache:
         self._rng = _random.Random(seed)
         self.hits = self.misses = 0
 
-    def lookup(self, key):
-        """The cached value or None (counting a hit or a miss)."""
+    def lookup(self, key, count=True):
+        """The cached value or None (counting a hit or a miss, unless
+        `count` is False: a peek that neither counts nor refreshes)."""
         if not self.enabled:
             return None
         v = self._d.get(key)
+        if not count:
+            return v
         if v is None:
             self.misses += 1
             return None

@@ -199,6 +199,12 @@ class Iommu:
         self.context_cache = Cache(caches.context_entries, caches.policy, caches.seed, on)
         self.pasid_cache = Cache(caches.pasid_entries, caches.policy, caches.seed, on)
         self.iotlb = Iotlb(caches.iotlb_sets, caches.iotlb_ways, caches.policy, caches.seed, on)
+        # paging-structure caches (§6.2.5): first-level (with nested combined
+        # entries) by (DID, PASID, level, address prefix); second-level by
+        # (DID, level, address prefix)
+        self.fl_psc = Cache(caches.psc_entries, caches.policy, caches.seed, on)
+        self.sl_psc = Cache(caches.psc_entries, caches.policy, caches.seed, on)
+        self._partial = {}
         self.faults = []            # FaultRecord, in order (the fault-recording registers)
         self.invalidations = []     # descriptors executed, in order
 
@@ -568,26 +574,15 @@ class Iommu:
                         **shape, **walk_args)
         st["iotlb"] = "miss" if self.iotlb.enabled else "off"
         raw = []
-        if cfg.pgtt == "first":
-            r = reference.stage_walk(self.mem, address, cfg.first_root, d1, acc, user,
-                                     cfg.wpe, raw, F.FIRST, -1)
-            reason, stage, level, where, pa, size = r
-            gpa = None
-        elif cfg.pgtt == "second":
-            r = reference.stage_walk(self.mem, address, cfg.second_root, d2, acc, False,
-                                     False, raw, F.SECOND, -1)
-            reason, stage, level, where, pa, size = r
-            gpa = None
-        else:
-            reason, stage, level, where, pa, size, gpa = reference.walk(
-                self.mem, address, cfg.first_root, d1, cfg.second_root, d2, True, acc,
-                user, cfg.wpe, raw)
+        reason, stage, level, where, pa, size, gpa, extra = self._walk_tables(
+            cfg, address, acc, user, raw, d1, d2, st)
         for stg, lv, a, v, gl in raw:
             f, d = (FL, d1) if stg == F.FIRST else (SL, d2)
             refs.append(Ref(F.STAGES[stg], int(lv), int(a), int(v) & U64,
                             None if gl < 0 else int(gl), f.structure(lv, f.is_leaf(v, lv, d))))
         if reason:
-            code = self.fault_code(cfg, raw, reason, stage, level, access, d1, d2)
+            code = self.fault_code(cfg, raw, reason, stage, level, access, d1, d2,
+                                   extra["fl_start"])
             # the walker's reason name (shared by every model), VT-d's number
             fault = Fault(F.STAGES[stage], int(level), F.REASONS[reason], int(where) & U64,
                           code, access)
@@ -599,15 +594,140 @@ class Iommu:
             return Walk(ok=False, pa=None, page_size=None, fault=fault, refs=refs,
                         gpa=gpa if nested else None, **shape, **walk_args)
         self.iotlb.fill(cfg.did, cfg.pasid, address, int(size), int(pa),
-                        self._rights(cfg, raw, access, d1, d2))
+                        self._rights(cfg, raw, access, d1, d2, extra))
         return Walk(ok=True, pa=int(pa), page_size=int(size), fault=None, refs=refs,
                     gpa=int(gpa) if nested else None, **shape, **walk_args)
 
-    def _rights(self, cfg, raw, access, d1, d2):
-        """IOTLB flags from the entries a successful walk read."""
+    # paging-structure caches (VT-d §6.2.5) ------------------------------------
+    def _start_at(self, d, level):
+        """Descriptor `d` for a walk that starts at `level` (the tables
+        above come from a paging-structure cache); rows are per level, so
+        only the start changes."""
+        if level == int(d[0, L.G_LEVELS]):
+            return d
+        key = (id(d), level)
+        dd = self._partial.get(key)
+        if dd is None:
+            dd = d.copy()
+            dd[0, L.G_LEVELS] = level
+            dd.flags.writeable = False
+            self._partial[key] = (d, dd)          # keep d alive: the key is its id
+            return dd
+        return dd[1]
+
+    def _psc_lookup(self, cache, tag, addr, d, access, user, wp):
+        """The deepest usable entry of a paging-structure cache: a cached
+        non-leaf entry at level L gives the table of level L-1 and the
+        rights of the levels above. Only entries whose rights allow the
+        request are used (otherwise the full walk reports the fault).
+        Returns (start level, table, rights, cached value or None)."""
+        top = int(d[0, L.G_LEVELS])
+        if cache.enabled:
+            for lv in range(2, top + 1):
+                key = tag + (lv, addr >> int(d[lv, L.L_SHIFT]))
+                v = cache.lookup(key, count=False)
+                if v is not None and reference.permitted(v[1], access, user, wp, d):
+                    cache.lookup(key)               # a hit: counted, LRU refreshed
+                    return lv - 1, v[0], v[1], v
+            cache.misses += 1
+        return top, None, reference.ALL_RIGHTS, None
+
+    def _psc_fill(self, cache, tag, addr, d, raw, start, stage, rights, hpa_of_next=None):
+        """Cache the valid non-leaf entries a walk read (raw[start:] of
+        `stage`), with the rights accumulated down to each."""
+        if not cache.enabled:
+            return
+        mine = [(i, r) for i, r in enumerate(raw[start:], start) if r[0] == stage]
+        for k, (i, (stg, lv, a, e, gl)) in enumerate(mine):
+            reason, leaf, _ = reference.classify(e, lv, d)
+            if reason or leaf:
+                break
+            rights &= reference.rights(e, lv, False, d)
+            nxt = e & int(d[0, L.G_TABLE_ADDR])
+            combined = None
+            if hpa_of_next is not None and k + 1 < len(mine):
+                combined = mine[k + 1][1][2] & ~0xFFF        # where the next table sits
+            cache.fill(tag + (lv, addr >> int(d[lv, L.L_SHIFT])), (nxt, rights, combined))
+
+    def _sl_walk(self, cfg, d2, gpa, acc, guest_level, raw, st):
+        """A second-level walk (of an IOVA, or of a GPA under nesting) with
+        the second-level paging-structure cache, tagged by DID (§6.2.5.2)."""
+        tag = (cfg.did,)
+        start, table, rights, hit = self._psc_lookup(self.sl_psc, tag, gpa, d2, acc, False,
+                                                     False)
+        st["second-psc"] = st.get("second-psc", 0) + (hit is not None)
+        n0 = len(raw)
+        r = reference.stage_walk(self.mem, gpa, cfg.second_root if hit is None else table,
+                                 self._start_at(d2, start), acc, False, False, raw, F.SECOND,
+                                 guest_level)
+        self._psc_fill(self.sl_psc, tag, gpa, d2, raw, n0, F.SECOND, rights)
+        return r, rights
+
+    def _walk_tables(self, cfg, address, acc, user, raw, d1, d2, st):
+        """Walk the tables of `cfg` for `address`, using the paging-structure
+        caches. Returns (reason, stage, level, fault address, pa, size, gpa,
+        extra) with extra the cached rights of skipped levels."""
+        extra = {"fl_rights": reference.ALL_RIGHTS, "sl_rights": reference.ALL_RIGHTS,
+                 "fl_start": None}
+        if cfg.pgtt == "second":
+            r, extra["sl_rights"] = self._sl_walk(cfg, d2, address, acc, -1, raw, st)
+            return r + (None, extra)
+        tag = (cfg.did, cfg.pasid)
+        start, table, rights, hit = self._psc_lookup(self.fl_psc, tag, address, d1, acc,
+                                                     user, cfg.wpe)
+        st["first-psc"] = "miss" if hit is None else \
+            "hit " + FL.structure(start + 1, False)
+        extra["fl_rights"], extra["fl_start"] = rights, start
+        root = cfg.first_root if hit is None else table
+        dd = self._start_at(d1, start)
+        if cfg.pgtt == "first":
+            n0 = len(raw)
+            r = reference.stage_walk(self.mem, address, root, dd, acc, user, cfg.wpe, raw,
+                                     F.FIRST, -1)
+            self._psc_fill(self.fl_psc, tag, address, d1, raw, n0, F.FIRST, rights)
+            return r + (None, extra)
+        # nested: each first-level table pointer is a GPA; a cached entry that
+        # also holds where its next table sits in host memory (a nested
+        # combined entry, §6.2.5.3) spares the second-level walk for it
+        combined = hit[2] if hit is not None else None
+
+        def second(gpa, level):
+            if combined is not None and level == start and gpa & ~0xFFF == root:
+                st["combined"] = "hit"
+                return 0, 0, combined | (gpa & 0xFFF), 4096
+            r2, _ = self._sl_walk(cfg, d2, gpa, F.R, level, raw, st)
+            return r2[0], r2[2], r2[4], r2[5]
+
+        n0 = len(raw)
+        reason, stage, level, where, gpa, size = reference.stage_walk(
+            self.mem, address, root, dd, acc, user, cfg.wpe, raw, F.FIRST, -1, second)
+        self._psc_fill(self.fl_psc, tag, address, d1, raw, n0, F.FIRST, rights,
+                       hpa_of_next=True)
+        if reason:
+            return reason, stage, level, where, 0, 0, 0, extra
+        r2, extra["sl_rights"] = self._sl_walk(cfg, d2, gpa, acc, 0, raw, st)
+        if r2[0]:
+            return r2[0], F.SECOND, r2[2], gpa, 0, 0, gpa, extra
+        return 0, F.SECOND, 0, 0, r2[4], min(size, r2[5]), gpa, extra
+
+    def _rights(self, cfg, raw, access, d1, d2, extra=None):
+        """IOTLB flags from the entries a successful walk read (and the
+        rights of the upper levels that came from paging-structure caches)."""
         fl_refs = [(lv, v) for s, lv, a, v, g in raw if s == F.FIRST]
         sl_refs = [(lv, v) for s, lv, a, v, g in raw if s == F.SECOND and (g <= 0)]
         fl = F_R | F_W | F_WSUP | F_U | F_X | F_DIRTY
+        if extra is not None:
+            c1, c2 = extra["fl_rights"], extra["sl_rights"]
+            if not c1 >> L.WRITE & 1:
+                fl &= ~F_W
+            if not c1 >> L.USER & 1:
+                fl &= ~F_U
+            if not c1 >> L.XUSER & 1:
+                fl &= ~F_X
+            if not c2 >> L.READ & 1:
+                fl &= ~(F_R | F_X)
+            if not c2 >> L.WRITE & 1:
+                fl &= ~(F_W | F_WSUP)
         if fl_refs:
             fl |= F_FL
             for lv, v in fl_refs:
@@ -631,8 +751,10 @@ class Iommu:
             fl &= ~F_DIRTY
         return fl
 
-    def fault_code(self, cfg, raw, reason, stage, level, access, d1, d2):
-        """The fault-reason number of a stage-walk fault (VT-d §7.1.3)."""
+    def fault_code(self, cfg, raw, reason, stage, level, access, d1, d2, fl_start=None):
+        """The fault-reason number of a stage-walk fault (VT-d §7.1.3).
+        `fl_start`: the first-level table the walk started at (below the top
+        when a paging-structure cache supplied the upper levels)."""
         name = F.REASONS[reason]
         if cfg.mode != "scalable" and cfg.pgtt in ("second", "pass-through"):
             return SL.fault_code(name, access, False)
@@ -659,7 +781,7 @@ class Iommu:
         if cfg.pgtt == "nested":
             fl = [(lv, v) for s, lv, a, v, g in raw if s == F.FIRST]
             if not fl:
-                guest_level = cfg.first_levels
+                guest_level = fl_start or cfg.first_levels
             elif not FL.is_leaf(fl[-1][1], fl[-1][0], d1):
                 guest_level = fl[-1][0] - 1
         if name == "address-width":
@@ -701,23 +823,38 @@ class Iommu:
                 n = self.pasid_cache.invalidate(
                     lambda k, v: v.did == desc.did and k[1] == desc.pasid)
         elif isinstance(desc, inv.IotlbInv):
+            # paging-structure caches: IOTLB invalidation drops the domain's
+            # second-level entries and nested combined ones (they hold
+            # second-level results); IH=1 keeps them (§6.5.2.3)
             if desc.granularity == "global":
-                n = self.iotlb.invalidate()
+                n = self.fl_psc.invalidate() + self.sl_psc.invalidate()
+            elif desc.granularity == "domain" or not desc.ih:
+                everything = desc.granularity == "domain"
+                n = self.sl_psc.invalidate(lambda k, v: k[0] == desc.did)
+                n += self.fl_psc.invalidate(
+                    lambda k, v: k[0] == desc.did and (everything or v[2] is not None))
+            if desc.granularity == "global":
+                n += self.iotlb.invalidate()
             elif desc.granularity == "domain":
-                n = self.iotlb.invalidate(did=desc.did)
+                n += self.iotlb.invalidate(did=desc.did)
             else:
                 # page-selective IOTLB invalidation covers second-level and
                 # pass-through mappings only; first-level/nested ones need
                 # PASID-based invalidation (VT-d §6.5.2.3, §6.5.2.4)
-                n = self.iotlb.invalidate(did=desc.did, addr=desc.addr, am=desc.am,
-                                          first_level=False if self.ttm == "scalable" else None)
+                n += self.iotlb.invalidate(did=desc.did, addr=desc.addr, am=desc.am,
+                                           first_level=False if self.ttm == "scalable"
+                                           else None)
         elif isinstance(desc, inv.PasidIotlbInv):
+            # the PASID's first-level paging-structure entries go too, unless
+            # a page-selective invalidation says IH=1 (§6.5.2.4)
+            if desc.granularity == "pasid" or not desc.ih:
+                n = self.fl_psc.invalidate(lambda k, v: k[:2] == (desc.did, desc.pasid))
             if desc.granularity == "pasid":
-                n = self.iotlb.invalidate(did=desc.did, pasid=desc.pasid, keep_global=True,
-                                          first_level=True)
+                n += self.iotlb.invalidate(did=desc.did, pasid=desc.pasid, keep_global=True,
+                                           first_level=True)
             else:
-                n = self.iotlb.invalidate(did=desc.did, pasid=desc.pasid, addr=desc.addr,
-                                          am=desc.am, first_level=True)
+                n += self.iotlb.invalidate(did=desc.did, pasid=desc.pasid, addr=desc.addr,
+                                           am=desc.am, first_level=True)
         elif isinstance(desc, inv.InvWait):
             if desc.status_write:
                 self.mem.write(desc.status_addr, desc.status_data.to_bytes(4, "little"))
