@@ -150,8 +150,8 @@ def test_inv_wait_writes_status():
 QW = st.integers(0, (1 << 64) - 1)
 
 
-def garbage_system(ttm):
-    rig = Rig(ttm=ttm, caches=CacheConfig(enabled=False))
+def garbage_system(ttm, caches=False):
+    rig = Rig(ttm=ttm, caches=CacheConfig(enabled=caches))
     if ttm == "legacy":
         return rig
     sl, gpt = rig.guest(frames=16)
@@ -169,6 +169,7 @@ def garbage_system(ttm):
 
 
 SYSTEMS = {t: garbage_system(t) for t in ("scalable", "legacy", "extended")}
+SYSTEMS["scalable-cached"] = garbage_system("scalable", caches=True)
 
 
 @pytest.mark.parametrize("ttm", list(SYSTEMS))
@@ -182,6 +183,7 @@ def test_garbage_in_any_structure_gives_a_fault_never_an_exception(ttm, pick, va
     directory, PASID entry or a page-table entry) with arbitrary values."""
     rig = SYSTEMS[ttm]
     iommu = rig.iommu
+    ttm = iommu.ttm
     if ttm == "legacy" and pasid is not None:
         pasid = None
     w = iommu.translate(SID, va, pasid=pasid, access=access, privileged=priv)

@@ -211,3 +211,40 @@ def test_wrong_arguments_raise_value_error(bad):
     kw[bad] = {"source_id": 0x10000, "address": -1, "pasid": 1 << 20, "access": "rw"}[bad]
     with pytest.raises(ValueError, match=bad):
         rig.iommu.translate(kw.pop("source_id"), kw.pop("address"), **kw)
+
+
+def test_rid_priv_makes_requests_without_pasid_supervisor():
+    rig = Rig(caches=NOCACHE)
+    fl = rig.fl()
+    fl.map(0x1000, 0x9000, user=False)
+    rig.drv.attach(SID, rid_priv=True)
+    rig.drv.bind(SID, 0, first_root=fl.root)             # RID_PASID 0, SRE clear
+    assert rig.iommu.translate(SID, 0x1000).fault.code == 0x5D
+    rig.drv.modify(SID, 0, sre=1)
+    w = rig.iommu.translate(SID, 0x1000, privileged=False)   # ignored without PASID
+    assert w.ok and w.config.privileged
+
+
+def test_capability_knobs():
+    rig = Rig(caches=NOCACHE, fl_1g=False, sl_large_pages=0)
+    fl, sl = rig.fl(), rig.sl()
+    fl.map(0x4000_0000, 0x4000_0000, 1 << 30)
+    fl.map(0x20_0000, 0x20_0000, 1 << 21)
+    sl.map(0x20_0000, 0x20_0000, 1 << 21)
+    rig.drv.attach(SID)
+    rig.drv.bind(SID, 1, first_root=fl.root)
+    rig.drv.bind_second(SID, 2, second_root=sl.root)
+    assert rig.iommu.translate(SID, 0x4000_0000, pasid=1).fault.code == 0x72   # no FL1GP
+    assert rig.iommu.translate(SID, 0x20_0000, pasid=1).ok
+    assert rig.iommu.translate(SID, 0x20_0000, pasid=2).fault.code == 0x7A    # no SLLPS
+
+
+def test_pointers_above_haw_are_reserved():
+    rig = Rig(caches=NOCACHE, haw=40)
+    fl = rig.fl()
+    rig.drv.attach(SID)
+    rig.drv.bind(SID, 1, first_root=fl.root)
+    w = rig.iommu.translate(SID, 0, pasid=1)
+    d = w.refs[2].address
+    rig.mem.write_u64(d, rig.mem.read_u64(d) | 1 << 41)
+    assert rig.iommu.translate(SID, 0, pasid=1).fault.code == 0x52

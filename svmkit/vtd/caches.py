@@ -200,6 +200,11 @@ def iotlb_fill(tag_did, tag_pasid, tag_vpn, pa_base, flags, stamp, clock, rng,
     stamp[s, row, victim] = clock[0]
 
 
+def _i64(addr):
+    """A 64-bit address as the int64 the arrays (and translate_many) hold."""
+    return addr - (1 << 64) if addr >> 63 else addr
+
+
 class Iotlb:
     """The IOTLB: three set-associative arrays (4 KiB, 2 MiB, 1 GiB pages),
     each `sets` x `ways`. All state is in numpy arrays (`arrays()`)."""
@@ -230,7 +235,7 @@ class Iotlb:
         """(pa, page_size) of a usable cached translation, or None."""
         if not self.enabled:
             return None
-        hit, pa, shift = iotlb_lookup(*self.arrays(), self.policy_id, did, pasid, addr,
+        hit, pa, shift = iotlb_lookup(*self.arrays(), self.policy_id, did, pasid, _i64(addr),
                                       need, dirty_needed)
         if hit:
             self.hits += 1
@@ -244,7 +249,8 @@ class Iotlb:
         shift = page_size.bit_length() - 1
         if shift not in SIZE_SHIFTS:
             raise ValueError(f"page_size: {page_size:#x}; allowed: 4 KiB, 2 MiB, 1 GiB")
-        iotlb_fill(*self.arrays(), self.rng, self.policy_id, did, pasid, addr, shift, pa, fl)
+        iotlb_fill(*self.arrays(), self.rng, self.policy_id, did, pasid, _i64(addr), shift,
+                   pa, fl)
 
     def entries(self):
         """The valid entries as dicts (for display and tests)."""

@@ -139,14 +139,15 @@ class Driver:
         return tuple(self.mem.read_u64(pa + 8 * i) for i in range(n))
 
     # -- context ----------------------------------------------------------------
-    def attach(self, source_id, *, did=1, rid_pasid=0, pdts=None, second_root=None,
-               second_levels=4, pgtt=None, fpd=False, ats=False, pasid_table=None,
-               pts=4, nested=False):
+    def attach(self, source_id, *, did=1, rid_pasid=0, rid_priv=False, pdts=None,
+               second_root=None, second_levels=4, pgtt=None, fpd=False, ats=False,
+               pasid_table=None, pts=4, nested=False):
         """Set up the device's context: root entry (with a new context table
         if the bus has none), context entry, PASID directory (scalable) and,
         when `pgtt` or `second_root` is given, the RID_PASID entry that
         requests without PASID use ("second" with `second_root`, or
-        "pass-through"). Extended mode: `pasid_table` is the PASID table
+        "pass-through"); `rid_priv` makes requests without PASID supervisor
+        requests (VT-d §9.4). Extended mode: `pasid_table` is the PASID table
         (a GPA owned by the guest when `nested`; allocated here when None),
         `pts` its size field; `second_root` the second-level table."""
         if not isinstance(source_id, int) or not 0 <= source_id <= 0xFFFF:
@@ -183,7 +184,8 @@ class Driver:
             if rid_pasid >> iommu.pasid_width:
                 raise ValueError(f"rid_pasid={rid_pasid!r} beyond the PASID width")
             ce = S.sm_context_entry.encode(p=1, fpd=int(fpd), dte=int(ats), paside=1, pdts=pdts,
-                                           pasiddirptr=dev.pasid_dir, rid_pasid=rid_pasid)
+                                           pasiddirptr=dev.pasid_dir, rid_pasid=rid_pasid,
+                                           rid_priv=int(rid_priv))
             self._write_entry(ops, cpa, ce, name)
             self.devices[source_id] = dev
             if pgtt is None and second_root is not None:
