@@ -4,7 +4,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from svmkit.vtd import CacheConfig, Iommu, invalidation as inv
+from svmkit.vtd import CacheConfig, invalidation as inv
 from svmkit.vtd import structures as S
 from svmkit.vtd.faults import LEGACY_REASONS, SCALABLE_REASONS
 from test_vtd_rig import Rig

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..formats import vtd_sl as _sl
 from ..walks import walk as _walk
 from . import invalidation as inv
 from . import structures as S

@@ -26,13 +26,13 @@ numbers are those of §7.1.3 for the mode in force; recording honours FPD
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 from ..formats import layout as L
 from ..formats import vtd_sl as _sl
 from ..formats import x86_64 as _x86
-from ..memory import MAX_PHYS, Memory
+from ..memory import Memory
 from ..walker import faults as F
 from ..walker import reference
 from ..walks import Fault, Ref, Walk

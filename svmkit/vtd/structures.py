@@ -82,11 +82,13 @@ class Structure:
         for name, value in fields.items():
             f = self.fields.get(name)
             if f is None:
-                raise ValueError(f"{name}: not a field of {self.name}; allowed: {sorted(self.fields)}")
+                raise ValueError(f"{name}: not a field of {self.name}; "
+                                 f"allowed: {sorted(self.fields)}")
             value = int(value)
             if f.addr:
-                if value & 0xFFF or value < 0 or value >> (f.hi + 1):
-                    raise ValueError(f"{name}: must be a 4 KiB-aligned address below 2^{f.hi + 1}")
+                if value & 0xFFF or value < 0 or value >> (12 + f.width):
+                    raise ValueError(f"{name}: must be a 4 KiB-aligned address below "
+                                     f"2^{12 + f.width}")
                 raw = value >> 12
                 fl = Field(f.name, f.lo, f.hi)
             else:
