@@ -9,6 +9,11 @@ compiled walker (`svmkit.walker.jit`), and the translation is cached.
 Fault numbers are computed as `Iommu.fault_code` computes them (VT-d
 §7.1.3); `tests/test_vtd_batch.py` holds the two equal.
 
+Paging-structure caches: the compiled loop keeps its own, direct-mapped
+first-level (with nested combined entries) and second-level caches for the
+duration of the batch (fresh at each call; `translate`'s live in Python).
+They change which entries a miss reads, never the result.
+
 Fault recording: the hardware has a fixed number of fault recording
 registers (CAP_REG.NFR, up to 256) and sets PFO when they overflow; a batch
 records at most `MAX_RECORDS` faults and counts the rest in
@@ -19,13 +24,19 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import njit
-from ..formats.layout import L_LEAF, L_LEAF_MASK, L_LEAF_VAL, LEAF_ALWAYS, LEAF_IF
+from .._memjit import load
+from ..formats.layout import (G_LEVELS, G_TABLE_ADDR, L_LEAF, L_LEAF_ADDR, L_LEAF_MASK,
+                              L_LEAF_VAL, L_SHIFT, LEAF_ALWAYS, LEAF_IF, READ, USER, WRITE,
+                              XUSER)
 from ..walker import faults as F
-from ..walker.jit import MAX_REFS, REF_COLUMNS, stage_nb, walk_nb
+from ..walker.jit import (ALL_RIGHTS, MAX_REFS, REF_COLUMNS, classify_nb, fits_nb, index_nb,
+                          leaf_check_nb, permitted_nb, record_nb, rights_nb,
+                          set_accessed_dirty_nb, stage_nb)
 from .caches import (F_DIRTY, F_FL, F_GLOBAL, F_R, F_U, F_W, F_WSUP, F_X, iotlb_fill,
                      iotlb_lookup)
 
 MAX_RECORDS = 256
+PSC_SETS = 64          # slots per level of the batch's paging-structure caches
 PGTT_IDS = {"first": 1, "second": 2, "nested": 3, "pass-through": 4}
 
 NOT_PRESENT, RESERVED, PERMISSION, NON_EXISTENT, ADDRESS_WIDTH = (
@@ -42,7 +53,7 @@ def _is_leaf(e, level, d):
 
 @njit
 def fault_code_nb(scalable, pgtt, reason, stage, level, access, user, refs, n, d1,
-                  levels1, levels2):
+                  levels1, levels2, fl_start):
     """Iommu.fault_code, compiled (VT-d §7.1.3)."""
     if not scalable and (pgtt == 2 or pgtt == 4):        # legacy / extended second level
         if reason == NOT_PRESENT or reason == PERMISSION:
@@ -77,7 +88,7 @@ def fault_code_nb(scalable, pgtt, reason, stage, level, access, user, refs, n, d
             if refs[i, 0] == F.FIRST:
                 last = i
         if last < 0:
-            guest_level = levels1
+            guest_level = fl_start
         elif not _is_leaf(refs[last, 3], refs[last, 1], d1):
             guest_level = refs[last, 1] - 1
     if reason == ADDRESS_WIDTH:
@@ -98,12 +109,23 @@ def fault_code_nb(scalable, pgtt, reason, stage, level, access, user, refs, n, d
 
 
 @njit
-def rights_nb(refs, n, access, ssade):
-    """Iommu._rights, compiled: IOTLB flags from a successful walk's refs."""
+def iotlb_flags_nb(refs, n, access, ssade, fl_cached, sl_cached):
+    """Iommu._rights, compiled: IOTLB flags from a successful walk's refs
+    and the rights of the levels a paging-structure cache supplied."""
     fl = F_R | F_W | F_WSUP | F_U | F_X | F_DIRTY
+    if fl_cached >> WRITE & 1 == 0:
+        fl &= ~F_W
+    if fl_cached >> USER & 1 == 0:
+        fl &= ~F_U
+    if fl_cached >> XUSER & 1 == 0:
+        fl &= ~F_X
+    if sl_cached >> READ & 1 == 0:
+        fl &= ~(F_R | F_X)
+    if sl_cached >> WRITE & 1 == 0:
+        fl &= ~(F_W | F_WSUP)
     last_first = -1
     last_second = -1
-    for i in range(n):
+    for i in range(min(n, refs.shape[0])):
         e = refs[i, 3]
         if refs[i, 0] == F.FIRST:
             fl |= F_FL
@@ -131,15 +153,147 @@ def rights_nb(refs, n, access, ssade):
     return fl
 
 
+# -- paging-structure caches, one direct-mapped array per level -------------
+
 @njit
-def batch_nb(keys, slots, frames, size, vas, scalable, pgtt, root1, d1, levels1, root2, d2,
-             levels2, access, user, wp, ssade, haw, did, pasid, need, iotlb_on,
+def psc_lookup_nb(pvalid, ptag, ptable, prights, pcomb, addr, d, access, user, wp):
+    """Deepest usable entry (its rights must allow the request): (level to
+    start at, table, cached rights, combined HPA or -1); table -1 if none."""
+    top = d[0, G_LEVELS]
+    mask = ptag.shape[1] - 1
+    for lv in range(2, top + 1):
+        pre = addr >> d[lv, L_SHIFT]
+        i = pre & mask
+        if pvalid[lv, i] != 0 and ptag[lv, i] == pre and \
+                permitted_nb(prights[lv, i], access, user, wp, d):
+            return lv - 1, ptable[lv, i], prights[lv, i], pcomb[lv, i]
+    return top, np.int64(-1), np.int64(ALL_RIGHTS), np.int64(-1)
+
+
+@njit
+def psc_fill_nb(pvalid, ptag, ptable, prights, pcomb, addr, d, refs, start, n, stage,
+                rights, nested):
+    """Cache the valid non-leaf entries of `stage` in refs[start:n]; under
+    nesting also where each one's next table sits in host memory."""
+    mask = ptag.shape[1] - 1
+    plv = -1
+    pi = 0
+    for k in range(start, min(n, refs.shape[0])):
+        if refs[k, 0] != stage:
+            continue
+        if nested and plv >= 0:
+            pcomb[plv, pi] = refs[k, 2] & ~np.int64(0xFFF)
+        e = refs[k, 3]
+        lv = refs[k, 1]
+        reason, leaf, _ = classify_nb(e, lv, d)
+        if reason != 0 or leaf:
+            break
+        rights &= rights_nb(e, lv, False, d)
+        pre = addr >> d[lv, L_SHIFT]
+        i = pre & mask
+        pvalid[lv, i] = 1
+        ptag[lv, i] = pre
+        ptable[lv, i] = e & d[0, G_TABLE_ADDR]
+        prights[lv, i] = rights
+        pcomb[lv, i] = -1
+        plv = lv
+        pi = i
+
+
+@njit
+def sl_walk_nb(keys, slots, frames, size, gpa, root2, d2s, levels2, access, refs, nref,
+               guest_level, on, sv, st, stb, sr, sc):
+    """A second-level walk through the second-level paging-structure cache.
+    Returns (reason, level, out, page, nref, cached rights)."""
+    d2 = d2s[levels2]
+    start, table, rights = levels2, np.int64(-1), np.int64(ALL_RIGHTS)
+    if on:
+        start, table, rights, _ = psc_lookup_nb(sv, st, stb, sr, sc, gpa, d2, access, False,
+                                                False)
+    if table < 0:
+        table = root2
+    n0 = nref
+    reason, level, out, page, nref = stage_nb(keys, slots, frames, size, gpa, table,
+                                              d2s[start], access, False, False, refs, nref,
+                                              F.SECOND, guest_level)
+    if on:
+        psc_fill_nb(sv, st, stb, sr, sc, gpa, d2, refs, n0, nref, F.SECOND, rights, False)
+    return reason, level, out, page, nref, rights
+
+
+@njit
+def nested_nb(keys, slots, frames, size, va, d1s, levels1, root2, d2s, levels2,
+              access, user, wp, refs, start, table, granted, comb, on, sv, st, stb, sr, sc):
+    """The nested walk of svmkit.walker.jit.walk_nb, starting at the
+    first-level table a paging-structure cache gave (`table` at level
+    `start`, its host address `comb` if a combined entry had it), with
+    second-level walks through the second-level cache. Returns (reason,
+    stage, level, fault address, pa, page, nref, gpa, final SL rights)."""
+    zero = np.int64(0)
+    all_rights = np.int64(ALL_RIGHTS)
+    d1 = d1s[levels1]
+    if not fits_nb(va, d1):
+        return np.int64(ADDRESS_WIDTH), F.FIRST, levels1, va, zero, zero, 0, zero, all_rights
+    nref = 0
+    level = start
+    e = zero
+    while True:
+        gpa = table + index_nb(va, level, d1) * 8
+        if comb >= 0 and level == start:
+            entry = comb + (gpa & 0xFFF)
+        else:
+            r = sl_walk_nb(keys, slots, frames, size, gpa, root2, d2s, levels2, F.R, refs,
+                           nref, level, on, sv, st, stb, sr, sc)
+            nref = r[4]
+            if r[0] != 0:
+                return r[0], F.SECOND, r[1], gpa, zero, zero, nref, zero, all_rights
+            entry = r[2]
+        ok, e = load(keys, slots, frames, size, entry)
+        if not ok:
+            return np.int64(NON_EXISTENT), F.FIRST, level, va, zero, zero, nref, zero, \
+                all_rights
+        nref = record_nb(refs, nref, F.FIRST, level, entry, e, -1)
+        reason, leaf, next_level = classify_nb(e, level, d1)
+        if reason != 0:
+            return reason, F.FIRST, level, va, zero, zero, nref, zero, all_rights
+        granted &= rights_nb(e, level, leaf, d1)
+        if leaf:
+            break
+        table = e & d1[0, G_TABLE_ADDR]
+        level = next_level
+    reason = leaf_check_nb(e, granted, access, user, wp, d1)
+    if reason != 0:
+        return reason, F.FIRST, level, va, zero, zero, nref, zero, all_rights
+    set_accessed_dirty_nb(keys, slots, frames, size, refs, 0, nref, F.FIRST, access, d1)
+    page = np.int64(1) << d1[level, L_SHIFT]
+    gpa = (e & d1[level, L_LEAF_ADDR]) | (va & (page - 1))
+    r = sl_walk_nb(keys, slots, frames, size, gpa, root2, d2s, levels2, access, refs, nref,
+                   0, on, sv, st, stb, sr, sc)
+    if r[0] != 0:
+        return r[0], F.SECOND, r[1], gpa, zero, zero, r[4], gpa, all_rights
+    return zero, F.SECOND, zero, zero, r[2], min(page, r[3]), r[4], gpa, r[5]
+
+
+@njit
+def batch_nb(keys, slots, frames, size, vas, scalable, pgtt, root1, d1s, levels1, root2,
+             d2s, levels2, access, user, wp, ssade, haw, did, pasid, need, iotlb_on,
              tag_did, tag_pasid, tag_vpn, pa_base, flags, stamp, clock, rng, policy,
-             pa_out, code_out, stats):
+             pa_out, code_out, stats, psc_sets):
     """stats: [iotlb hits, iotlb misses]."""
     refs = np.empty((MAX_REFS, REF_COLUMNS), dtype=np.int64)
     dirty_needed = access == F.W
     zero = np.int64(0)
+    # paging-structure caches for this batch: [level, slot]
+    fv = np.zeros((6, psc_sets), np.int64)
+    ft = np.zeros((6, psc_sets), np.int64)
+    ftb = np.zeros((6, psc_sets), np.int64)
+    fr = np.zeros((6, psc_sets), np.int64)
+    fc = np.zeros((6, psc_sets), np.int64)
+    sv = np.zeros((6, psc_sets), np.int64)
+    st = np.zeros((6, psc_sets), np.int64)
+    stb = np.zeros((6, psc_sets), np.int64)
+    sr = np.zeros((6, psc_sets), np.int64)
+    sc = np.zeros((6, psc_sets), np.int64)
     for i in range(vas.shape[0]):
         va = vas[i]
         if pgtt == 4:
@@ -159,22 +313,40 @@ def batch_nb(keys, slots, frames, size, vas, scalable, pgtt, root1, d1, levels1,
                 code_out[i] = 0
                 continue
             stats[1] += 1
-        if pgtt == 1:
-            reason, level, pa, page, n = stage_nb(keys, slots, frames, size, va, root1, d1,
-                                                  access, user, wp, refs, 0, F.FIRST, -1)
-            stage = F.FIRST
-        elif pgtt == 2:
-            reason, level, pa, page, n = stage_nb(keys, slots, frames, size, va, root2, d2,
-                                                  access, False, False, refs, 0, F.SECOND, -1)
+        fl_cached = np.int64(ALL_RIGHTS)
+        sl_cached = np.int64(ALL_RIGHTS)
+        fl_start = levels1
+        if pgtt == 2:
+            reason, level, pa, page, n, sl_cached = sl_walk_nb(
+                keys, slots, frames, size, va, root2, d2s, levels2, access, refs, 0, -1,
+                iotlb_on, sv, st, stb, sr, sc)
             stage = F.SECOND
         else:
-            reason, stage, level, where, pa, page, n, gpa = walk_nb(
-                keys, slots, frames, size, va, root1, d1, root2, d2, True, access, user, wp,
-                refs, 0)
+            d1 = d1s[levels1]
+            if iotlb_on:
+                fl_start, table, fl_cached, comb = psc_lookup_nb(fv, ft, ftb, fr, fc, va, d1,
+                                                                 access, user, wp)
+            else:
+                table, comb = np.int64(-1), np.int64(-1)
+            if table < 0:
+                table = root1
+            if pgtt == 1:
+                reason, level, pa, page, n = stage_nb(keys, slots, frames, size, va, table,
+                                                      d1s[fl_start], access, user, wp, refs,
+                                                      0, F.FIRST, -1)
+                stage = F.FIRST
+            else:
+                reason, stage, level, where, pa, page, n, gpa, sl_cached = nested_nb(
+                    keys, slots, frames, size, va, d1s, levels1, root2, d2s, levels2, access,
+                    user, wp, refs, fl_start, table, fl_cached, comb, iotlb_on,
+                    sv, st, stb, sr, sc)
+            if iotlb_on:
+                psc_fill_nb(fv, ft, ftb, fr, fc, va, d1, refs, 0, n, F.FIRST, fl_cached,
+                            pgtt == 3)
         if reason != 0:
             pa_out[i] = 0
             code_out[i] = fault_code_nb(scalable, pgtt, reason, stage, level, access, user,
-                                        refs, n, d1, levels1, levels2)
+                                        refs, n, d1s[levels1], levels1, levels2, fl_start)
             continue
         if scalable and pa >= 0xFEE00000 and pa <= 0xFEEFFFFF:
             pa_out[i] = 0
@@ -187,7 +359,17 @@ def batch_nb(keys, slots, frames, size, vas, scalable, pgtt, root1, d1, levels1,
             while (np.int64(1) << shift) < page:
                 shift += 1
             iotlb_fill(tag_did, tag_pasid, tag_vpn, pa_base, flags, stamp, clock, rng, policy,
-                       did, pasid, va, shift, pa, rights_nb(refs, n, access, ssade))
+                       did, pasid, va, shift, pa,
+                       iotlb_flags_nb(refs, n, access, ssade, fl_cached, sl_cached))
+
+
+def _starts(d):
+    """d copied for each start level: out[L] walks from level L down."""
+    out = np.zeros((6,) + d.shape, np.int64)
+    for lv in range(1, 6):
+        out[lv] = d
+        out[lv, 0, G_LEVELS] = lv
+    return out
 
 
 def translate_many(iommu, source_id, addresses, *, pasid=None, access="r"):
@@ -222,17 +404,18 @@ def translate_many(iommu, source_id, addresses, *, pasid=None, access="r"):
                 cache.hits += n - 1
         d1, d2 = iommu.descriptors(cfg)
         empty = np.zeros((6, 30), np.int64)
-        d1 = empty if d1 is None else d1
-        d2 = empty if d2 is None else d2
+        d1s = _starts(empty if d1 is None else d1)
+        d2s = _starts(empty if d2 is None else d2)
         keys, slots, frames, size = iommu.mem.arrays()
         t = iommu.iotlb
         stats = np.zeros(2, np.int64)
         acc = F.ACCESSES.index(access)
         batch_nb(keys, slots, frames, size, vas, cfg.mode == "scalable", PGTT_IDS[cfg.pgtt],
-                 cfg.first_root, d1, cfg.first_levels, cfg.second_root, d2, cfg.second_levels,
-                 acc, not cfg.privileged, cfg.wpe, cfg.ssade, iommu.haw, cfg.did, cfg.pasid,
-                 iommu._need(cfg, access), t.enabled, t.tag_did, t.tag_pasid, t.tag_vpn,
-                 t.pa_base, t.flags, t.stamp, t.clock, t.rng, t.policy_id, pa, code, stats)
+                 cfg.first_root, d1s, cfg.first_levels, cfg.second_root, d2s,
+                 cfg.second_levels, acc, not cfg.privileged, cfg.wpe, cfg.ssade, iommu.haw,
+                 cfg.did, cfg.pasid, iommu._need(cfg, access), t.enabled, t.tag_did,
+                 t.tag_pasid, t.tag_vpn, t.pa_base, t.flags, t.stamp, t.clock, t.rng,
+                 t.policy_id, pa, code, stats, PSC_SETS)
         t.hits += int(stats[0])
         t.misses += int(stats[1])
         fpd = cfg.fpd
