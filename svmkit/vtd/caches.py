@@ -15,10 +15,11 @@
   whether the page is already dirty; a request the entry cannot satisfy
   walks the tables again (which then reports the fault, if any).
 
+- paging-structure caches (§6.2.5): `Cache` objects in `Iommu` (fl_psc,
+  sl_psc); see `Iommu._psc_lookup`.
+
 The IOTLB lives in numpy arrays so that `translate_many` (numba) and
 `translate` (Python) share it. Replacement: "lru", "fifo" or "random".
-Paging-structure caches (§6.2.5) are not modelled: a miss in the IOTLB
-walks every level (see docs/vtd.md).
 """
 from __future__ import annotations
 
