@@ -90,3 +90,26 @@ def test_with_caches_both_modes_cost_the_same_after_the_first():
 def test_ownership_of_a_faulting_request_is_empty():
     rig = Rig()
     assert ownership(rig.iommu, SID, 1) == []
+
+
+def test_extended_modify_and_unbind():
+    rig = Rig(ttm="extended", invalidate=False)
+    sl, gpt = rig.guest()
+    gpt.map(0x40_0000, 0x5000)
+    gpt2 = rig.fl()
+    table = rig.galloc()
+    rig.drv.attach(SID, did=3, second_root=sl.root, pasid_table=table, nested=True)
+    rig.drv.bind(SID, 3, first_root=gpt.root)
+    assert rig.iommu.translate(SID, 0x40_0000, pasid=3).ok
+    ops = rig.drv.modify(SID, 3, first_levels=5, first_root=gpt2.root)
+    assert [d.name for d in ops.invalidations] == ["pc_inv_dsc", "p_iotlb_inv_dsc"]
+    assert ops.writes[0][0] == GUEST_BASE + table + 8 * 3        # in guest memory
+    assert rig.iommu.translate(SID, 0x40_0000, pasid=3).ok       # stale: not executed
+    for d in ops.invalidations:
+        rig.iommu.invalidate(d)
+    w = rig.iommu.translate(SID, 0x40_0000, pasid=3)
+    assert not w.ok and w.config is not None and w.config.first_levels == 5
+    ops = rig.drv.unbind(SID, 3)
+    for d in ops.invalidations:
+        rig.iommu.invalidate(d)
+    assert rig.iommu.translate(SID, 0x40_0000, pasid=3).fault.code == 0x59

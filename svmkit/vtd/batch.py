@@ -424,7 +424,7 @@ def translate_many(iommu, source_id, addresses, *, pasid=None, access="r"):
     from ..walks import Fault
     for k, i in enumerate(bad):
         if k >= MAX_RECORDS:
-            iommu.faults_dropped = getattr(iommu, "faults_dropped", 0) + len(bad) - k
+            iommu.faults_dropped += len(bad) - k
             break
         c = int(code[i])
         f = Fault(stage or "walk", 0, "", int(vas[i]) & ((1 << 64) - 1), c, access)

@@ -78,6 +78,10 @@ class _Device:
     dids: set = field(default_factory=set)
 
 
+# with S=1 the lowest clear address bit gives the range: bits 62:12 set and
+# bit 63 clear mean every address (VT-d §6.5.2.5)
+ALL_ADDRESSES = 0x7FFF_FFFF_FFFF_F000
+
 _FRIENDLY = {"first_root": "flptptr", "second_root": "slptptr"}
 
 
@@ -238,8 +242,7 @@ class Driver:
             self._inv(ops, inv.PasidCacheInv("domain", did=did))
             self._inv(ops, inv.IotlbInv("domain", did=did))
         if dev.ats:
-            self._inv(ops, inv.DevTlbInv(source_id, addr=0xFFFF_FFFF_FFFF_F000 >> 1 & ~0xFFF,
-                                         size=1))
+            self._inv(ops, inv.DevTlbInv(source_id, addr=ALL_ADDRESSES, size=1))
         for i in range(1, 4):
             self._write(ops, cpa + 8 * i, 0, f"{name} qword {i}")
         del self.devices[source_id]
@@ -368,7 +371,7 @@ class Driver:
             self._inv(ops, inv.PasidCacheInv("pasid", did=dev.did, pasid=pasid))
             self._inv(ops, inv.PasidIotlbInv("pasid", did=dev.did, pasid=pasid))
         if dev.ats:
-            self._inv(ops, inv.PasidDevTlbInv(dev.source_id, pasid, addr=0x7FFF_FFFF_F000 & ~0xFFF,
+            self._inv(ops, inv.PasidDevTlbInv(dev.source_id, pasid, addr=ALL_ADDRESSES,
                                               size=1, glob=1))
 
     def modify(self, source_id, pasid, **fields):

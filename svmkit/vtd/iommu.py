@@ -207,6 +207,7 @@ class Iommu:
         self._partial = {}
         self.faults = []            # FaultRecord, in order (the fault-recording registers)
         self.invalidations = []     # descriptors executed, in order
+        self.faults_dropped = 0     # batch faults beyond the recording registers
 
     @property
     def mode(self):
