@@ -76,3 +76,45 @@ def entry_address(mem, root, address, d, level):
 
 def _index(address, level, d):
     return (address >> int(d[level, L.L_SHIFT])) & ((1 << int(d[level, L.L_BITS])) - 1)
+
+
+class Guest:
+    """A guest's memory: IPA frames backed by host frames through stage 2 tables.
+
+    ``alloc()`` hands out consecutive IPAs from ``ipa_base``, each backed by a fresh host
+    frame mapped at stage 2 (tables at ``s2root``, descriptor ``d2``); ``to_host(ipa)``
+    finds the host address; ``read_u64``/``write_u64`` take IPAs, so :func:`map_page` and
+    :class:`svmkit.pagetable.PageTable` (``alloc=guest.alloc, to_host=guest.to_host``) can
+    build the guest's own stage 1 tables. ``writes`` collects the stage 2 writes made.
+    """
+
+    def __init__(self, mem, alloc, s2root, d2, *, ipa_base=0x4000_0000, fmt=None):
+        from ..formats import arm64_s2
+        self.mem, self.host_alloc = mem, alloc
+        self.s2root, self.d2 = s2root, d2
+        self.fmt = fmt or arm64_s2.FORMAT
+        self.next = ipa_base
+        self.frames = {}                # IPA frame -> host frame
+        self.writes = []
+
+    def alloc(self, frames=1):
+        ipa = self.next
+        for i in range(frames):
+            self.map(ipa + PAGE * i, self.host_alloc.alloc())
+        self.next += PAGE * frames
+        return ipa
+
+    def map(self, ipa, pa, **leaf):
+        """Map the guest frame at ``ipa`` to the host frame at ``pa`` (stage 2)."""
+        self.frames[ipa & ~(PAGE - 1)] = pa & ~(PAGE - 1)
+        self.writes += map_page(self.mem, self.host_alloc, self.s2root, ipa, pa, self.d2,
+                                self.fmt, **leaf)
+
+    def to_host(self, ipa):
+        return self.frames[ipa & ~(PAGE - 1)] + (ipa & (PAGE - 1))
+
+    def read_u64(self, ipa):
+        return self.mem.read_u64(self.to_host(ipa))
+
+    def write_u64(self, ipa, value):
+        self.mem.write_u64(self.to_host(ipa), value)
