@@ -611,10 +611,13 @@ class Iommu:
             if not reference.permitted(granted, acc, user and applies_user, True, dd):
                 code = S1.fault_code("permission")
                 s2 = stage == "second"
-                ev = Event(stage, 1, "permission", entry.ipa + (inaddr & (entry.size - 1))
-                           if s2 and entry.ipa is not None else address, code, access,
+                ipa = None
+                if s2:          # the IPA the stage 2 translated: the input, or stage 1's output
+                    ipa = inaddr if entry.ipa is None else \
+                        entry.ipa + (inaddr & (entry.size - 1))
+                ev = Event(stage, 1, "permission", ipa if s2 else address, code, access,
                            name=_name(code), stream_id=sid, ssid=pasid, s2=s2,
-                           cls="IN" if s2 else None,
+                           cls="IN" if s2 else None, ipa=ipa,
                            recorded=s2record if s2 else s1record)
                 return walks.Walk(va=address, ok=False, pa=None, page_size=None, fault=ev,
                                   refs=list(refs), access=access)

@@ -79,11 +79,12 @@ def _index(address, level, d):
 
 
 class Guest:
-    """A guest's memory: IPA frames backed by host frames through stage 2 tables.
+    """A guest's memory: IPA frames backed by host memory through stage 2 tables.
 
-    ``alloc()`` hands out consecutive IPAs from ``ipa_base``, each backed by a fresh host
-    frame mapped at stage 2 (tables at ``s2root``, descriptor ``d2``); ``to_host(ipa)``
-    finds the host address; ``read_u64``/``write_u64`` take IPAs, so :func:`map_page` and
+    ``alloc()`` hands out consecutive 4 KiB IPA frames from ``ipa_base``, backed by fresh
+    host memory mapped at stage 2 (tables at ``s2root``, descriptor ``d2``) one stage 2
+    page (the granule) at a time; ``to_host(ipa)`` finds the host address;
+    ``read_u64``/``write_u64`` take IPAs, so :func:`map_page` and
     :class:`svmkit.pagetable.PageTable` (``alloc=guest.alloc, to_host=guest.to_host``) can
     build the guest's own stage 1 tables. ``writes`` collects the stage 2 writes made.
     """
@@ -93,25 +94,30 @@ class Guest:
         self.mem, self.host_alloc = mem, alloc
         self.s2root, self.d2 = s2root, d2
         self.fmt = fmt or arm64_s2.FORMAT
+        self.page = 1 << int(d2[1, L.L_SHIFT])
+        if ipa_base % self.page:
+            raise ValueError(f"ipa_base={ipa_base:#x} is not aligned to the stage 2 page")
         self.next = ipa_base
-        self.frames = {}                # IPA frame -> host frame
+        self.pages = {}                 # IPA page -> host page (stage 2 granule)
         self.writes = []
 
     def alloc(self, frames=1):
         ipa = self.next
         for i in range(frames):
-            self.map(ipa + PAGE * i, self.host_alloc.alloc())
+            page = (ipa + PAGE * i) & ~(self.page - 1)
+            if page not in self.pages:
+                self.map(page, alloc_table(self.host_alloc, self.page))
         self.next += PAGE * frames
         return ipa
 
     def map(self, ipa, pa, **leaf):
-        """Map the guest frame at ``ipa`` to the host frame at ``pa`` (stage 2)."""
-        self.frames[ipa & ~(PAGE - 1)] = pa & ~(PAGE - 1)
+        """Map the stage 2 page at ``ipa`` to host memory at ``pa``."""
+        self.pages[ipa & ~(self.page - 1)] = pa & ~(self.page - 1)
         self.writes += map_page(self.mem, self.host_alloc, self.s2root, ipa, pa, self.d2,
                                 self.fmt, **leaf)
 
     def to_host(self, ipa):
-        return self.frames[ipa & ~(PAGE - 1)] + (ipa & (PAGE - 1))
+        return self.pages[ipa & ~(self.page - 1)] + (ipa & (self.page - 1))
 
     def read_u64(self, ipa):
         return self.mem.read_u64(self.to_host(ipa))
