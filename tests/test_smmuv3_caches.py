@@ -104,6 +104,9 @@ def test_nh_asid_drops_one_address_space_and_spares_global_entries():
     assert smmu.translate(1, va2, pasid=2).pa == PA                 # global: survives
     smmu.invalidate(C.CMD_TLBI_NH_VAA(addr=va2))
     assert smmu.translate(1, va2, pasid=2).pa == PA2
+    w = smmu.translate(1, va2, pasid=1)                            # the refilled global entry
+    assert w.pa == PA2 and w.cache["tlb"] == "hit"
+    smmu.invalidate(C.CMD_TLBI_NH_ALL())
     assert smmu.translate(1, va2, pasid=1).fault.name == "F_TRANSLATION"
 
 
