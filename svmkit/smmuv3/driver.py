@@ -137,7 +137,7 @@ class Driver:
         self._write_struct(ops, STE, ste_pa, STE.encode(**fields), f"ste {stream_id:#x}")
         self._issue(ops, C.CMD_CFGI_STE(stream_id), C.CMD_SYNC())
         if old is not None:
-            self._issue(ops, *self._tlb_flush_stream(old), C.CMD_SYNC())
+            self._issue_tlb(ops, old)
         self.streams[stream_id] = stream
         return ops
 
@@ -152,8 +152,8 @@ class Driver:
         new = STE.encode() if to == "invalid" else STE.encode(v=1, config=CONFIGS[to])
         self._write_struct(ops, STE, self._ste_address(stream_id, ops), new,
                            f"ste {stream_id:#x}")
-        self._issue(ops, C.CMD_CFGI_STE(stream_id), C.CMD_SYNC(),
-                    *self._tlb_flush_stream(stream), C.CMD_SYNC())
+        self._issue(ops, C.CMD_CFGI_STE(stream_id), C.CMD_SYNC())
+        self._issue_tlb(ops, stream)
         del self.streams[stream_id]
         return ops
 
@@ -165,8 +165,8 @@ class Driver:
         pa = self._ste_address(stream_id, ops)
         qw = STE.update(STE.read(self.mem, pa), **fields)
         self._write_struct(ops, STE, pa, qw, f"ste {stream_id:#x}")
-        self._issue(ops, C.CMD_CFGI_STE(stream_id), C.CMD_SYNC(),
-                    *self._tlb_flush_stream(stream), C.CMD_SYNC())
+        self._issue(ops, C.CMD_CFGI_STE(stream_id), C.CMD_SYNC())
+        self._issue_tlb(ops, stream)
         return ops
 
     # -- context descriptors -------------------------------------------------------------
@@ -293,11 +293,14 @@ class Driver:
         self._next_vmid += 1
         return vmid
 
-    def _tlb_flush_stream(self, stream):
-        """Commands that drop every TLB entry the stream may have left."""
+    def _issue_tlb(self, ops, stream):
+        """Drop every TLB entry the stream may have left, then CMD_SYNC."""
         if stream.s2 is not None:
-            return [C.CMD_TLBI_S12_VMALL(stream.vmid)]
-        return [C.CMD_TLBI_NH_ASID(a, stream.vmid) for a in sorted(set(stream.asids.values()))]
+            cmds = [C.CMD_TLBI_S12_VMALL(stream.vmid)]
+        else:
+            cmds = [C.CMD_TLBI_NH_ASID(a, stream.vmid) for a in sorted(set(stream.asids.values()))]
+        if cmds:
+            self._issue(ops, *cmds, C.CMD_SYNC())
 
     def _issue(self, ops, *cmds):
         ops.commands.extend(cmds)
