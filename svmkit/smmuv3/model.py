@@ -474,17 +474,18 @@ class Iommu:
 
     # -- the walks ---------------------------------------------------------------------------
 
-    def _region_select(self, vas, region, stage, tbi):
+    @staticmethod
+    def _region_select(vas, region, stage, tbi):
         """Which of ``vas`` (uint64 array) the TTB``region`` range holds (Arm ARM D8.1:
         VA[55] picks TTB0 or TTB1; the bits from the input size up must all equal it, up
         to bit 55 with TBI, else to bit 63)."""
         if stage is None:
             return np.zeros(len(vas), bool)
-        top = 56 if tbi else 64
-        high = (vas >> np.uint64(stage.input_bits)) & np.uint64((1 << (top - stage.input_bits)) - 1)
-        want = np.uint64((1 << (top - stage.input_bits)) - 1) if region else np.uint64(0)
-        sel = (high == want) & (((vas >> np.uint64(55)) & np.uint64(1)) == np.uint64(region))
-        return sel
+        width = (56 if tbi else 64) - stage.input_bits
+        ones = np.uint64((1 << width) - 1)
+        high = (vas >> np.uint64(stage.input_bits)) & ones
+        sel = high == (ones if region else np.uint64(0))
+        return sel & (((vas >> np.uint64(55)) & np.uint64(1)) == np.uint64(region))
 
     def _stage1(self, ste, cd, sid, ssid, address, access, user, refs, stats, pasid):
         region = (address >> 55) & 1
@@ -497,9 +498,8 @@ class Iommu:
 
         if stage is None:                   # EPDx: no walk through this TTB
             return self._failed(address, access, refs, fault("not-present", 4))
-        top = 56 if cd.tbi[region] else 64
-        high = (address >> stage.input_bits) & ((1 << (top - stage.input_bits)) - 1)
-        if high != (((1 << (top - stage.input_bits)) - 1) if region else 0):
+        if not self._region_select(np.array([address], np.uint64), region, stage,
+                                   cd.tbi[region])[0]:
             return self._failed(address, access, refs, fault("address-width", stage.levels))
         if stage.root >> stage.oa:
             return self._failed(address, access, refs, fault("address-size", stage.levels))

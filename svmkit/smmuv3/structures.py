@@ -86,7 +86,8 @@ class Structure:
 F = StructField
 
 #: IHI 0070 5.2, STE.Config values.
-CONFIG_ABORT, CONFIG_BYPASS, CONFIG_S1, CONFIG_S2, CONFIG_NESTED = 0b000, 0b100, 0b101, 0b110, 0b111
+CONFIG_ABORT, CONFIG_BYPASS, CONFIG_S1, CONFIG_S2, CONFIG_NESTED = \
+    0b000, 0b100, 0b101, 0b110, 0b111
 CONFIGS = {"abort": CONFIG_ABORT, "bypass": CONFIG_BYPASS, "s1": CONFIG_S1, "s2": CONFIG_S2,
            "nested": CONFIG_NESTED}
 #: STE.S1Fmt: a linear CD table, or two-level with 4 KiB (64 CDs) or 64 KiB (1024 CDs) leaves.
