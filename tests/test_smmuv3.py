@@ -379,3 +379,16 @@ def test_the_public_walk_takes_the_arm64_formats():
                         second_fmt="arm64_s2", engine=engine)
         assert w.ok and w.pa == PA + 5 and len(w.refs) == 24
         assert w.refs[-1].structure == "s2-l3-page"
+
+
+def test_translate_many_marks_configuration_faults():
+    mem, alloc, smmu, drv = system()
+    drv.attach(1, config="abort")
+    root, _ = s1_tables(mem, alloc, [(VA, PA, {})])
+    drv.bind(2, 1, first_root=root, ips=40)
+    drv.modify(2, 1, ttb0=1 << 41)
+    addrs = np.array([VA, VA + 4096], dtype=np.uint64)
+    assert list(smmu.translate_many(1, addrs)[1]) == [-1, -1]
+    assert list(smmu.translate_many(2, addrs, pasid=1)[1]) == [0x11, 0x11]
+    assert smmu.translate(2, VA, pasid=1).fault.name == "F_ADDR_SIZE"
+    assert list(smmu.translate_many(3, addrs)[1]) == [0x04, 0x04]

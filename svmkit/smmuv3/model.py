@@ -220,7 +220,8 @@ class Iommu:
         """Translate every address of ``addresses`` for one stream and SubstreamID, the
         walks compiled (no Python per address). The STE and CD are decoded once, without
         the caches, and nothing is recorded. Returns ``(pa, fault)``: uint64 addresses (0
-        where the translation faulted) and int32 SMMU event numbers (0 for success)."""
+        where the translation faulted) and int32 SMMU event numbers (0 for success, -1 for
+        a transaction an abort STE terminates without an event)."""
         arr = np.asarray(addresses)
         if arr.dtype.kind not in "iu" or arr.ndim != 1:
             raise ValueError("addresses must be a one-dimensional array of integer addresses")
@@ -232,7 +233,7 @@ class Iommu:
         saved, self.caches = self.caches, Caches(enabled=False)
         try:
             ste = self._stream(stream_id, 0, pasid, access, [], {})
-            plan = None                     # (s1 ContextConfig or None, StreamConfig)
+            plan = None                     # the CD, when stage 1 applies
             if ste.config == CONFIG_BYPASS:
                 pa[:] = vas
                 return pa, fault
@@ -248,7 +249,7 @@ class Iommu:
                     pa[:] = vas
                     return pa, fault
         except _Abort as abort:
-            fault[:] = abort.event.code or 0
+            fault[:] = -1 if abort.event.code is None else abort.event.code
             return pa, fault
         finally:
             self.caches = saved
@@ -275,6 +276,8 @@ class Iommu:
                              user if plan is not None else False, True, p, f)
             pa[idx] = p.view(np.uint64)
             fault[idx] = np.where(f != 0, _EVENT_TABLE[f & 15], 0)
+            if plan is not None and stage.root >> stage.oa:     # TTB beyond IPS
+                pa[idx], fault[idx] = 0, 0x11
         covered = np.zeros(len(vas), bool)
         for sel, stage, _ in groups:
             if stage is not None:
