@@ -48,7 +48,8 @@ class Event(Fault):
     a CD, "TT": while fetching a stage 1 table, "IN": the input address itself), ``ipa``
     (for a stage 2 fault, the IPA that faulted), ``recorded`` (whether the event queue gets
     a record: CD.R and STE.S2R control it for translation faults; an abort STE records
-    nothing)."""
+    nothing) and ``input_address`` (the transaction's address, the record's InputAddr;
+    ``address`` is the faulting stage's input, as for every :class:`svmkit.Fault`)."""
 
     name: str | None = None
     stream_id: int = 0
@@ -57,15 +58,23 @@ class Event(Fault):
     cls: str | None = None
     ipa: int | None = None
     recorded: bool = True
+    input_address: int | None = None
+
+    @property
+    def arm_level(self):
+        """The Arm lookup level (0 top to 3) of a translation fault; ``level`` counts the
+        walker's way (1 leaf-most). None for an STE or CD fault."""
+        return 4 - self.level if self.stage in ("first", "second") else None
 
     def __str__(self):
-        what = self.name or "abort (no event)"
+        what = "abort, no event" if self.name is None else f"{self.name} ({self.code:#04x})"
+        where = self.stage if self.arm_level is None else f"{self.stage} L{self.arm_level}"
         ssid = "" if self.ssid is None else f" ssid {self.ssid:#x}"
-        where = f"{self.stage} level {self.level}"
+        addr = self.address if self.input_address is None else self.input_address
+        ipa = "" if self.ipa is None else f" ipa {self.ipa:#x}"
         cls = f" class {self.cls}" if self.cls else ""
-        ipa = f" ipa {self.ipa:#x}" if self.ipa is not None else ""
-        return (f"{what} ({self.reason}) at {where}, sid {self.stream_id:#x}{ssid}, "
-                f"address {self.address:#x}{ipa}{cls}")
+        return (f"{what} {where} {self.reason}: sid {self.stream_id:#x}{ssid}"
+                f" addr {addr:#x}{ipa}{cls}")
 
 
 def event(name, stage, level, reason, address, access, stream_id, ssid, **kw):

@@ -579,6 +579,8 @@ class Iommu:
 
     def _finish(self, walk, stats):
         walk.cache = stats
+        if isinstance(walk.fault, Event):
+            walk.fault = replace(walk.fault, input_address=walk.va)
         f = walk.fault
         if isinstance(f, Event) and f.recorded and f.name is not None:
             self.events.append(f)
