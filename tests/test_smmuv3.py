@@ -253,7 +253,7 @@ def test_nested_stage2_fault_classes():
     drv.bind(0x40, 3, first_root=0x7000_0000, nested=True)
     f = smmu.translate(0x40, VA, pasid=3).fault
     assert (f.name, f.s2, f.cls, f.ipa) == ("F_TRANSLATION", True, "TT", 0x7000_0000 + 8 * 254)
-    assert (f.address, f.input_address, f.arm_level) == (f.ipa, VA, 0)
+    assert (f.address, f.input_address, f.arm_level) == (f.ipa, VA, 2)   # no level 2 table
     # the CD table's IPA unmapped: CLASS=CD
     drv.modify_ste(0x40, s1contextptr=0x7100_0000)
     f = smmu.translate(0x40, VA, pasid=1).fault
