@@ -201,9 +201,9 @@ def test_ttb1_region_tbi_and_epd():
     assert smmu.translate(1, high, pasid=1).fault.name == "F_TRANSLATION"
 
 
-def nested_system(caches=True, cd_fmt="linear"):
+def nested_system(caches=True, cd_fmt="linear", engine="auto"):
     """A guest with its CD table and stage 1 tables in IPA space over the host's stage 2."""
-    mem, alloc, smmu, drv = system(caches=caches)
+    mem, alloc, smmu, drv = system(caches=caches, engine=engine)
     d2 = S2.descriptor(4, 48)
     s2root = new_root(alloc, d2)
     guest = Guest(mem, alloc, s2root, d2)
@@ -218,8 +218,9 @@ def nested_system(caches=True, cd_fmt="linear"):
     return mem, alloc, smmu, drv, guest, s1root, data_ipa
 
 
-def test_nested_walk_counts_30_references():
-    mem, alloc, smmu, drv, guest, s1root, data_ipa = nested_system(caches=False)
+@pytest.mark.parametrize("engine", ["jit", "reference"])
+def test_nested_walk_counts_30_references(engine):
+    mem, alloc, smmu, drv, guest, s1root, data_ipa = nested_system(caches=False, engine=engine)
     w = smmu.translate(0x40, VA + 0x10, pasid=1)
     assert w.ok and w.pa == PA + 0x10 and w.gpa == data_ipa + 0x10
     kinds = [(r.stage, r.structure) for r in w.refs]
@@ -240,8 +241,9 @@ def test_nested_two_level_cd_table_counts():
     assert [r.structure for r in w.refs if r.stage in ("ste", "cd")] == ["ste", "l1-cd", "cd"]
 
 
-def test_nested_stage2_fault_classes():
-    mem, alloc, smmu, drv, guest, s1root, data_ipa = nested_system(caches=False)
+@pytest.mark.parametrize("engine", ["jit", "reference"])
+def test_nested_stage2_fault_classes(engine):
+    mem, alloc, smmu, drv, guest, s1root, data_ipa = nested_system(caches=False, engine=engine)
     # final IPA unmapped at stage 2: CLASS=IN
     drv.bind(0x40, 2, first_root=s1root, nested=True)
     ipa2 = 0x9000_0000
@@ -344,7 +346,7 @@ def test_any_structure_content_gives_a_result_or_an_event(data):
     """Faults are values: whatever the STE, CD and table entries hold, translate returns a
     Walk that either succeeded or carries an event (never raises)."""
     mem, alloc, smmu, drv, guest, s1root, data_ipa = nested_system(
-        caches=data.draw(st.booleans()))
+        caches=data.draw(st.booleans()), engine=data.draw(st.sampled_from(["jit", "reference"])))
     word = st.integers(0, (1 << 64) - 1)
     ste_pa = smmu.strtab_base + 0x40 * 64
     cd_pa = guest.to_host(drv.streams[0x40].cd_table + 64)
@@ -393,3 +395,21 @@ def test_translate_many_marks_configuration_faults():
     assert list(smmu.translate_many(2, addrs, pasid=1)[1]) == [0x11, 0x11]
     assert smmu.translate(2, VA, pasid=1).fault.name == "F_ADDR_SIZE"
     assert list(smmu.translate_many(3, addrs)[1]) == [0x04, 0x04]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_engines_give_the_same_translation(data):
+    """The numba and reference engines give the same Walk (refs, result, event) through
+    damaged nested tables."""
+    mem, alloc, smmu, drv, guest, s1root, data_ipa = nested_system(caches=False)
+    other = Iommu(mem, strtab_base=smmu.strtab_base, log2size=smmu.log2size, caches=False,
+                  engine="reference")
+    smmu.engine = "jit"
+    probe = smmu.translate(0x40, VA, pasid=1)
+    victim = data.draw(st.sampled_from(probe.refs))
+    mem.write_u64(victim.address, victim.value ^ data.draw(st.integers(0, (1 << 64) - 1)))
+    kw = dict(pasid=1, access=data.draw(st.sampled_from("rwx")),
+              privileged=data.draw(st.booleans()))
+    a, b = smmu.translate(0x40, VA, **kw), other.translate(0x40, VA, **kw)
+    assert (a.ok, a.pa, a.fault, a.refs) == (b.ok, b.pa, b.fault, b.refs)

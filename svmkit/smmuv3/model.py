@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .. import walks
+from .._jit import HAVE_NUMBA
 from ..formats import arm64_s1, arm64_s2
 from ..formats import layout as L
 from ..memory import FrameAllocator, Memory
@@ -130,12 +131,13 @@ class Iommu:
     ``log2size`` and ``strtab_fmt`` ("linear" or "2lvl", with ``split``) are
     SMMU_STRTAB_BASE_CFG's LOG2SIZE, FMT and SPLIT; ``oas`` the output address size
     (SMMU_IDR5.OAS, bits); ``ssid_bits`` SMMU_IDR1.SSIDSIZE; ``caches`` False turns the
-    configuration cache and the TLB off. ``events`` is the event queue: the recorded
-    :class:`Event` values, oldest first.
+    configuration cache and the TLB off; ``engine`` picks the walker as for
+    :func:`svmkit.walk` ("auto", "jit", "reference"). ``events`` is the event queue: the
+    recorded :class:`Event` values, oldest first.
     """
 
     def __init__(self, mem, *, strtab_base, log2size=8, strtab_fmt="linear", split=8,
-                 oas=48, ssid_bits=20, caches=True):
+                 oas=48, ssid_bits=20, caches=True, engine="auto"):
         if not isinstance(mem, Memory):
             raise ValueError(f"mem={mem!r} is not a svmkit.Memory")
         if strtab_fmt not in STRTAB_FMTS:
@@ -150,6 +152,10 @@ class Iommu:
                              + ", ".join(map(str, arm64_s1.PA_SIZES)))
         if not (isinstance(ssid_bits, int) and 0 <= ssid_bits <= 20):
             raise ValueError(f"ssid_bits={ssid_bits!r} is not allowed; allowed: 0 to 20")
+        if engine not in walks.ENGINES:
+            raise ValueError(f"engine={engine!r} is not allowed; allowed: "
+                             + ", ".join(walks.ENGINES))
+        self.engine = "jit" if engine == "auto" and HAVE_NUMBA else engine
         self.mem = mem
         self.strtab_base = walks._address(strtab_base, "strtab_base", 1 << 52, 64)
         self.log2size = log2size
@@ -455,8 +461,7 @@ class Iommu:
         pa = addr
         if ste.config == CONFIG_NESTED:
             raw = []
-            reason, _, level2, _, out, _ = reference.stage_walk(
-                self.mem, addr, ste.s2.root, ste.s2.d, F.R, False, True, raw, F.SECOND, -1)
+            reason, level2, out = self._stage2_read(addr, ste.s2, raw)
             for st, lv, a, v, _ in raw:
                 refs.append(Ref("second", lv, a, v & U64, None,
                                 S2.structure(lv, S2.is_leaf(v, lv, ste.s2.d)), locates=name))
@@ -512,10 +517,7 @@ class Iommu:
                                cd.record, ste.s2r, refs)
         if hit is not None:
             return hit
-        raw = []
-        result = reference.walk(self.mem, inaddr, stage.root, stage.d,
-                                0 if s2 is None else s2.root, stage.d if s2 is None else s2.d,
-                                s2 is not None, F.ACCESSES.index(access), user, True, raw)
+        result, raw = self._walk(inaddr, stage, s2, F.ACCESSES.index(access), user)
         cfg = walks.Config(S1, stage.levels, stage.d, S2, s2.levels if s2 else 0,
                            s2.d if s2 else stage.d, stage.root, s2.root if s2 else 0,
                            s2 is not None, F.ACCESSES.index(access), user, True)
@@ -549,9 +551,7 @@ class Iommu:
                                False, ste.s2r, refs)
         if hit is not None:
             return hit
-        raw = []
-        result = reference.walk(self.mem, address, s2.root, s2.d, 0, s2.d, False,
-                                F.ACCESSES.index(access), False, True, raw)
+        result, raw = self._walk(address, s2, None, F.ACCESSES.index(access), False)
         cfg = walks.Config(S2, s2.levels, s2.d, S2, 0, s2.d, s2.root, 0, False,
                            F.ACCESSES.index(access), False, True)
         walk = walks.make_walk(cfg, address, raw, *result)
@@ -567,6 +567,41 @@ class Iommu:
                            [(_granted(raw, F.FIRST, s2.d, None), s2.d, False, "second")],
                            raw[-1][3])
         return walk
+
+    def _walk(self, inaddr, stage, s2, acc, user):
+        """One walk of ``stage`` (nested in ``s2`` unless None) by the chosen engine:
+        ``(result, raw)`` as :func:`svmkit.walker.reference.walk` gives them."""
+        second_root, d2 = (0, stage.d) if s2 is None else (s2.root, s2.d)
+        if self.engine == "reference":
+            raw = []
+            result = reference.walk(self.mem, inaddr, stage.root, stage.d, second_root, d2,
+                                    s2 is not None, acc, user, True, raw)
+            return result, raw
+        from ..walker import jit
+        refs = np.zeros((jit.MAX_REFS, jit.REF_COLUMNS), dtype=np.int64)
+        keys, slots, frames, size = self.mem.arrays()
+        reason, st, level, where, pa, psize, n, gpa = jit.walk_nb(
+            keys, slots, frames, size, np.int64(inaddr), stage.root, stage.d, second_root,
+            d2, s2 is not None, acc, user, True, refs, 0)
+        raw = [tuple(int(x) for x in row) for row in refs[:n]]
+        return (int(reason), int(st), int(level), int(where), int(pa), int(psize),
+                int(gpa)), raw
+
+    def _stage2_read(self, ipa, s2, raw):
+        """Stage 2 translation of ``ipa`` for a structure read (a read access):
+        ``(reason, level, pa)``; the reads go to ``raw``."""
+        if self.engine == "reference":
+            reason, _, level, _, out, _ = reference.stage_walk(
+                self.mem, ipa, s2.root, s2.d, F.R, False, True, raw, F.SECOND, -1)
+            return reason, level, out
+        from ..walker import jit
+        refs = np.zeros((jit.MAX_REFS, jit.REF_COLUMNS), dtype=np.int64)
+        keys, slots, frames, size = self.mem.arrays()
+        reason, level, out, _, n = jit.stage_nb(keys, slots, frames, size, np.int64(ipa),
+                                                s2.root, s2.d, F.R, False, True, refs, 0,
+                                                F.SECOND, -1)
+        raw += [tuple(int(x) for x in row) for row in refs[:n]]
+        return int(reason), int(level), int(out)
 
     def _identity(self, address, access, refs):
         """Bypass: the output is the input (IHI 0070 5.2 Config 0b100, or S1DSS bypass)."""
