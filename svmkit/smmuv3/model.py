@@ -218,7 +218,7 @@ class Iommu:
                                 stats, pasid)
         except _Abort as abort:
             walk = walks.Walk(va=address, ok=False, pa=None, page_size=None,
-                              fault=abort.event, refs=refs, access=access)
+                              fault=abort.event, refs=refs, fmt=S1.name, access=access)
         return self._finish(walk, stats)
 
     def translate_many(self, stream_id, addresses, *, pasid=None, access="r",
@@ -606,7 +606,7 @@ class Iommu:
     def _identity(self, address, access, refs):
         """Bypass: the output is the input (IHI 0070 5.2 Config 0b100, or S1DSS bypass)."""
         return walks.Walk(va=address, ok=True, pa=address, page_size=4096, fault=None,
-                          refs=refs, fmt="bypass", levels=0, access=access)
+                          refs=refs, fmt=S1.name, access=access)
 
     def _failed(self, address, access, refs, fault):
         return walks.Walk(va=address, ok=False, pa=None, page_size=None, fault=fault,
@@ -647,6 +647,9 @@ class Iommu:
         caches.hits["tlb"] += 1
         stats["tlb"] = "hit"
         acc = F.ACCESSES.index(access)
+        shape = dict(fmt=S1.name if kind == "nh" else S2.name, levels=int(d[0, L.G_LEVELS]),
+                     nested=entry.ipa is not None, access=access,
+                     second_fmt=None if entry.ipa is None else S2.name)
         for granted, dd, applies_user, stage in entry.checks:
             if not reference.permitted(granted, acc, user and applies_user, True, dd):
                 code = S1.fault_code("permission")
@@ -660,12 +663,11 @@ class Iommu:
                            cls="IN" if s2 else None, ipa=ipa,
                            recorded=s2record if s2 else s1record)
                 return walks.Walk(va=address, ok=False, pa=None, page_size=None, fault=ev,
-                                  refs=list(refs), access=access)
+                                  refs=list(refs), **shape)
         return walks.Walk(va=address, ok=True, pa=entry.pa + (inaddr & (entry.size - 1)),
-                          page_size=entry.size, fault=None, refs=list(refs), access=access,
+                          page_size=entry.size, fault=None, refs=list(refs),
                           gpa=None if entry.ipa is None
-                          else entry.ipa + (inaddr & (entry.size - 1)),
-                          nested=entry.ipa is not None)
+                          else entry.ipa + (inaddr & (entry.size - 1)), **shape)
 
     def _tlb_fill(self, tag, inaddr, input_bits, walk, checks, leaf):
         if not self.caches.enabled:
