@@ -155,3 +155,19 @@ def test_bad_arguments():
         drv.attach(2, s1dss="maybe")
     with pytest.raises(ValueError, match="cd_table|guest_alloc"):
         drv.attach(2, config="nested", second_root=new_root(alloc, S2.descriptor(4, 48)))
+
+
+def test_a_stage2_stream_becomes_nested_keeping_its_vmid():
+    mem, alloc, smmu, drv = system()
+    d2 = S2.descriptor(4, 48)
+    s2root = new_root(alloc, d2)
+    guest = Guest(mem, alloc, s2root, d2)
+    drv.attach(6, config="s2", second_root=s2root, vmid=9)
+    s1root = new_root(guest, D1)
+    map_page(guest, guest, s1root, VA, 0x9000_0000, D1, S1)
+    guest.map(0x9000_0000, PA)
+    ops = drv.bind(6, 1, first_root=s1root, nested=True, guest_alloc=guest.alloc)
+    assert "CMD_TLBI_S12_VMALL" in names(ops)             # the old stage 2 entries go
+    ste = STE.decode(STE.read(mem, smmu.strtab_base + 6 * 64))
+    assert (ste["config"], ste["s2vmid"], ste["s2ttb"]) == (0b111, 9, s2root)
+    assert smmu.translate(6, VA, pasid=1).pa == PA

@@ -185,6 +185,10 @@ class Driver:
         ops = Ops()
         stream = self.streams.get(stream_id)
         if stream is None or stream.config not in (CONFIG_S1, CONFIG_NESTED):
+            if nested and second_root is None and stream is not None and stream.s2:
+                # a stage 2 stream becoming nested keeps its stage 2 and VMID
+                second_root = stream.s2[0]
+                attach.setdefault("vmid", stream.vmid)
             ops += self.attach(stream_id, config="nested" if nested else "s1",
                                second_root=second_root, second_levels=second_levels,
                                granule=granule, **attach)

@@ -393,7 +393,7 @@ class Iommu:
             return 0
         if pasid is None:
             if ste.s1dss == S1DSS_TERMINATE:
-                raise bad("F_STREAM_DISABLED", "abort")
+                raise bad("F_STREAM_DISABLED", "disabled")
             return None if ste.s1dss == S1DSS_BYPASS else 0
         if pasid >> ste.s1cdmax or (pasid == 0 and ste.s1dss == S1DSS_SSID0):
             raise bad("C_BAD_SUBSTREAMID", "address-width")
