@@ -8,7 +8,7 @@ from svmkit import FrameAllocator, Memory
 from svmkit.formats import arm64_s1, arm64_s2
 from svmkit.smmuv3 import Driver, Guest, Iommu, map_page, new_root
 from svmkit.smmuv3.events import EVENTS
-from svmkit.smmuv3.structures import CD, STE
+from svmkit.smmuv3.structures import CD, L1STD, STE
 
 S1, S2 = arm64_s1.FORMAT, arm64_s2.FORMAT
 VA = 0x7F00_1234_5000
@@ -58,6 +58,11 @@ def test_two_level_stream_table():
     assert (f.name, f.code, f.stage, f.level) == ("C_BAD_STREAMID", 0x02, "ste", 2)
     f = smmu.translate(0x1_0000, VA).fault            # beyond LOG2SIZE
     assert (f.name, f.reason) == ("C_BAD_STREAMID", "address-width")
+    # a level 2 table of 2^(Span-1) = 2 STEs: StreamID 0x1702 lies beyond it
+    mem.write_u64(smmu.strtab_base + 0x17 * 8, L1STD.encode(span=2, l2ptr=alloc.alloc())[0])
+    f = smmu.translate(0x1702, VA).fault
+    assert (f.name, f.level) == ("C_BAD_STE", 2)
+    assert smmu.translate(0x1701, VA).fault.name == "C_BAD_STE"      # V=0 there
 
 
 def test_ste_faults_and_configs():
@@ -70,6 +75,7 @@ def test_ste_faults_and_configs():
     drv.attach(4, config="bypass")
     w = smmu.translate(4, VA, access="w")
     assert w.ok and w.pa == VA and [r.structure for r in w.refs] == ["ste"]
+    assert smmu.translate(4, VA, pasid=1).fault.name == "C_BAD_SUBSTREAMID"
     drv.attach(5, config="abort")
     n = len(smmu.events)
     f = smmu.translate(5, VA).fault
@@ -392,8 +398,8 @@ def test_translate_many_marks_configuration_faults():
     drv.modify(2, 1, ttb0=1 << 41)
     addrs = np.array([VA, VA + 4096], dtype=np.uint64)
     assert list(smmu.translate_many(1, addrs)[1]) == [-1, -1]
-    assert list(smmu.translate_many(2, addrs, pasid=1)[1]) == [0x11, 0x11]
-    assert smmu.translate(2, VA, pasid=1).fault.name == "F_ADDR_SIZE"
+    assert list(smmu.translate_many(2, addrs, pasid=1)[1]) == [0x0A, 0x0A]
+    assert smmu.translate(2, VA, pasid=1).fault.name == "C_BAD_CD"      # TTB0 beyond IPS
     assert list(smmu.translate_many(3, addrs)[1]) == [0x04, 0x04]
 
 

@@ -198,13 +198,13 @@ class Iommu:
         user = not privileged
         try:
             ste = self._stream(stream_id, address, pasid, access, refs, stats)
+            if pasid is not None and ste.config in (CONFIG_BYPASS, CONFIG_S2):
+                # a SubstreamID needs stage 1 (STE.Config[0], S1CDMax)
+                raise _Abort(event("C_BAD_SUBSTREAMID", "cd", 1, "address-width", address,
+                                   access, stream_id, pasid))
             if ste.config == CONFIG_BYPASS:
                 return self._finish(self._identity(address, access, refs), stats)
-            stage1 = ste.config in (CONFIG_S1, CONFIG_NESTED)
-            if not stage1:
-                if pasid is not None:       # substreams need stage 1 (STE.S1CDMax)
-                    raise _Abort(event("C_BAD_SUBSTREAMID", "cd", 1, "address-width",
-                                       address, access, stream_id, pasid))
+            if ste.config not in (CONFIG_S1, CONFIG_NESTED):
                 return self._finish(self._stage2_only(ste, stream_id, address, access, refs,
                                                       stats), stats)
             ssid = self._substream(ste, stream_id, address, pasid, access)
@@ -240,14 +240,13 @@ class Iommu:
         try:
             ste = self._stream(stream_id, 0, pasid, access, [], {})
             plan = None                     # the CD, when stage 1 applies
+            if pasid is not None and ste.config in (CONFIG_BYPASS, CONFIG_S2):
+                fault[:] = 0x08             # C_BAD_SUBSTREAMID, as translate
+                return pa, fault
             if ste.config == CONFIG_BYPASS:
                 pa[:] = vas
                 return pa, fault
-            if ste.config == CONFIG_S2:
-                if pasid is not None:
-                    fault[:] = 0x08
-                    return pa, fault
-            else:
+            if ste.config != CONFIG_S2:
                 ssid = self._substream(ste, stream_id, 0, pasid, access)
                 if ssid is not None:
                     plan = self._context(ste, stream_id, ssid, pasid, 0, access, [], {})
@@ -282,8 +281,6 @@ class Iommu:
                              user if plan is not None else False, True, p, f)
             pa[idx] = p.view(np.uint64)
             fault[idx] = np.where(f != 0, _EVENT_TABLE[f & 15], 0)
-            if plan is not None and stage.root >> stage.oa:     # TTB beyond IPS
-                pa[idx], fault[idx] = 0, 0x11
         covered = np.zeros(len(vas), bool)
         for sel, stage, _ in groups:
             if stage is not None:
@@ -331,8 +328,10 @@ class Iommu:
             index = sid & ((1 << self.split) - 1)
             if l1["span"] == 0:
                 raise bad("C_BAD_STREAMID", 2, "not-present")
-            if l1["span"] > self.split + 1 or index >> (l1["span"] - 1):
-                raise bad("C_BAD_STREAMID", 2, "address-width")
+            if l1["span"] > self.split + 1:
+                raise bad("C_BAD_STREAMID", 2, "reserved-bit")
+            if index >> (l1["span"] - 1):     # beyond the level 2 table: no valid STE
+                raise bad("C_BAD_STE", 2, "address-width")
             ste_pa = l1["l2ptr"] + index * STE.size
         qw = self._read(STE, ste_pa)
         if qw is None:
@@ -445,8 +444,8 @@ class Iommu:
             if epd:
                 regions.append(None)
                 continue
-            if granule is None or not 16 <= tsz <= 39:
-                raise illegal
+            if granule is None or not 16 <= tsz <= 39 or ttb >> arm64_s1.oa_bits(ips):
+                raise illegal               # (a TTB beyond IPS is ILLEGAL too)
             bits = 64 - tsz
             levels = arm64_s1.levels_for(bits, granule)
             d = S1.descriptor(levels, ips, granule=granule, input_bits=bits,
@@ -509,8 +508,6 @@ class Iommu:
         if not self._region_select(np.array([address], np.uint64), region, stage,
                                    cd.tbi[region])[0]:
             return self._failed(address, access, refs, fault("address-width", stage.levels))
-        if stage.root >> stage.oa:
-            return self._failed(address, access, refs, fault("address-size", stage.levels))
         inaddr = address & ((1 << stage.input_bits) - 1)
         tag = ("nh", ste.vmid, cd.asid, region)
         hit = self._tlb_lookup(tag, inaddr, stage.d, access, user, stats, address, sid, pasid,
