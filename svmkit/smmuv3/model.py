@@ -578,10 +578,10 @@ class Iommu:
         refs = np.zeros((jit.MAX_REFS, jit.REF_COLUMNS), dtype=np.int64)
         keys, slots, frames, size = self.mem.arrays()
         reason, st, level, where, pa, psize, n, gpa = jit.walk_nb(
-            keys, slots, frames, size, np.int64(inaddr), stage.root, stage.d, second_root,
-            d2, s2 is not None, acc, user, True, refs, 0)
+            keys, slots, frames, size, np.int64(L.to_i64(inaddr)), stage.root, stage.d,
+            second_root, d2, s2 is not None, acc, user, True, refs, 0)
         raw = [tuple(int(x) for x in row) for row in refs[:n]]
-        return (int(reason), int(st), int(level), int(where), int(pa), int(psize),
+        return (int(reason), int(st), int(level), L.to_u64(where), int(pa), int(psize),
                 int(gpa)), raw
 
     def _stage2_read(self, ipa, s2, raw):
