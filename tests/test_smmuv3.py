@@ -61,7 +61,7 @@ def test_two_level_stream_table():
     # a level 2 table of 2^(Span-1) = 2 STEs: StreamID 0x1702 lies beyond it
     mem.write_u64(smmu.strtab_base + 0x17 * 8, L1STD.encode(span=2, l2ptr=alloc.alloc())[0])
     f = smmu.translate(0x1702, VA).fault
-    assert (f.name, f.level) == ("C_BAD_STE", 2)
+    assert (f.name, f.level) == ("C_BAD_STREAMID", 2)
     assert smmu.translate(0x1701, VA).fault.name == "C_BAD_STE"      # V=0 there
 
 
@@ -71,7 +71,8 @@ def test_ste_faults_and_configs():
     assert (f.name, f.code, f.stage, f.reason) == ("C_BAD_STE", 0x04, "ste", "not-present")
     assert smmu.events[-1] == f
     mem.write_u64(smmu.strtab_base + 3 * 64, STE.encode(v=1, config=0b010)[0])
-    assert smmu.translate(3, VA).fault.name == "C_BAD_STE"
+    f = smmu.translate(3, VA).fault                    # reserved: behaves as abort
+    assert (f.name, f.reason) == (None, "abort")
     drv.attach(4, config="bypass")
     w = smmu.translate(4, VA, access="w")
     assert w.ok and w.pa == VA and [r.structure for r in w.refs] == ["ste"]
@@ -99,7 +100,7 @@ def test_substreams():
     drv.bind(1, None, first_root=root)                 # CD 0: no-PASID traffic
     drv.bind(1, 9, first_root=root)
     assert smmu.translate(1, VA).ok and smmu.translate(1, VA, pasid=9).ok
-    assert smmu.translate(1, VA, pasid=0).fault.name == "C_BAD_SUBSTREAMID"
+    assert smmu.translate(1, VA, pasid=0).fault.name == "F_STREAM_DISABLED"   # CD 0 taken
     f = smmu.translate(1, VA, pasid=16).fault          # beyond S1CDMax
     assert (f.name, f.code, f.ssid) == ("C_BAD_SUBSTREAMID", 0x08, 16)
     assert smmu.translate(1, VA, pasid=10).fault.name == "C_BAD_CD"

@@ -326,12 +326,13 @@ class Iommu:
             refs.append(Ref("ste", 2, l1_pa, qw[0], None, "l1-std", qw))
             l1 = L1STD.decode(qw)
             index = sid & ((1 << self.split) - 1)
+            # IHI 0070 5.1.1: no valid STE behind the L1STD: C_BAD_STREAMID
             if l1["span"] == 0:
                 raise bad("C_BAD_STREAMID", 2, "not-present")
-            if l1["span"] > self.split + 1:
+            if l1["span"] > min(self.split + 1, 11):        # reserved: behaves as 0
                 raise bad("C_BAD_STREAMID", 2, "reserved-bit")
-            if index >> (l1["span"] - 1):     # beyond the level 2 table: no valid STE
-                raise bad("C_BAD_STE", 2, "address-width")
+            if index >> (l1["span"] - 1):     # beyond the level 2 table
+                raise bad("C_BAD_STREAMID", 2, "address-width")
             ste_pa = l1["l2ptr"] + index * STE.size
         qw = self._read(STE, ste_pa)
         if qw is None:
@@ -342,21 +343,24 @@ class Iommu:
             raise bad("C_BAD_STE", 1, "not-present")
         config = f["config"]
         illegal = bad("C_BAD_STE", 1, "reserved-bit")
-        if config not in (CONFIG_ABORT, CONFIG_BYPASS, CONFIG_S1, CONFIG_S2, CONFIG_NESTED):
-            raise illegal
+        if config < CONFIG_BYPASS:          # 0b0xx: reserved, behaves as 0b000 (abort)
+            config = CONFIG_ABORT
         s2 = None
         if config in (CONFIG_S2, CONFIG_NESTED):
             s2 = self._stage2_config(f)
             if s2 is None:
                 raise illegal
         if config in (CONFIG_S1, CONFIG_NESTED):
-            if f["s1fmt"] not in (S1FMT_LINEAR, S1FMT_4K_L2, S1FMT_64K_L2) \
-                    or f["s1cdmax"] > self.ssid_bits or f["s1dss"] == 3:
+            if f["s1cdmax"] > self.ssid_bits:
                 raise illegal
             if s2 is None and f["s1contextptr"] >> self.oas:
                 raise illegal
+        # reserved S1Fmt 0b11 behaves as linear, S1DSS 0b11 as terminate; with one CD
+        # (S1CDMax 0) S1Fmt is IGNORED (IHI 0070 5.2)
+        s1fmt = f["s1fmt"] if f["s1fmt"] != 3 and f["s1cdmax"] else S1FMT_LINEAR
+        s1dss = f["s1dss"] if f["s1dss"] != 3 else S1DSS_TERMINATE
         return StreamConfig(config, f["s2vmid"], s2, bool(f["s2r"]), f["s1contextptr"],
-                            f["s1fmt"], f["s1cdmax"], f["s1dss"], f)
+                            s1fmt, f["s1cdmax"], s1dss, f)
 
     def _stage2_config(self, f):
         """The stage 2 of an STE, or None when its fields are illegal (C_BAD_STE)."""
@@ -394,8 +398,10 @@ class Iommu:
             if ste.s1dss == S1DSS_TERMINATE:
                 raise bad("F_STREAM_DISABLED", "disabled")
             return None if ste.s1dss == S1DSS_BYPASS else 0
-        if pasid >> ste.s1cdmax or (pasid == 0 and ste.s1dss == S1DSS_SSID0):
+        if pasid >> ste.s1cdmax:
             raise bad("C_BAD_SUBSTREAMID", "address-width")
+        if pasid == 0 and ste.s1dss == S1DSS_SSID0:     # CD 0 serves no-PASID traffic
+            raise bad("F_STREAM_DISABLED", "disabled")
         return pasid
 
     def _context(self, ste, sid, ssid, pasid, address, access, refs, stats):
