@@ -365,12 +365,12 @@ class Iommu:
     def _stage2_config(self, f):
         """The stage 2 of an STE, or None when its fields are illegal (C_BAD_STE)."""
         granule = TG0_GRANULE.get(f["s2tg"])
-        if not f["s2aa64"] or granule is None or f["s2ps"] >= len(arm64_s1.PA_SIZES):
+        if not f["s2aa64"] or granule is None:
             return None
         levels = arm64_s2.start_levels(f["s2sl0"], granule)
         if levels is None:
             return None
-        ps = min(arm64_s1.PA_SIZES[f["s2ps"]], self.oas)
+        ps = _pa_size(f["s2ps"], self.oas)
         try:
             d = S2.descriptor(levels, ps, granule=granule, input_bits=64 - f["s2t0sz"],
                               affd=bool(f["s2affd"]))
@@ -441,9 +441,9 @@ class Iommu:
             raise bad("C_BAD_CD", 1, "not-present")
         regions = []
         illegal = bad("C_BAD_CD", 1, "reserved-bit")
-        if not f["aa64"] or f["ips"] >= len(arm64_s1.PA_SIZES):
+        if not f["aa64"]:
             raise illegal
-        ips = min(arm64_s1.PA_SIZES[f["ips"]], self.oas)
+        ips = _pa_size(f["ips"], self.oas)
         for n, (tsz, granule, ttb, epd, had) in enumerate((
                 (f["t0sz"], TG0_GRANULE.get(f["tg0"]), f["ttb0"], f["epd0"], f["had0"]),
                 (f["t1sz"], TG1_GRANULE.get(f["tg1"]), f["ttb1"], f["epd1"], f["had1"]))):
@@ -755,6 +755,12 @@ class Iommu:
             raise ValueError(f"pasid={pasid!r} is not allowed; allowed: None or 0 to 2**20-1")
         if access not in F.ACCESSES:
             raise ValueError(f"access={access!r} is not allowed; allowed: 'r', 'w', 'x'")
+
+
+def _pa_size(field, oas):
+    """The effective size of an IPS/S2PS encoding: capped by the SMMU's OAS; the reserved
+    0b111 behaves as 0b110 (IHI 0070 5.4 CD.IPS)."""
+    return min(arm64_s1.PA_SIZES[min(field, 6)], oas)
 
 
 def _name(code):
