@@ -420,3 +420,19 @@ def test_engines_give_the_same_translation(data):
               privileged=data.draw(st.booleans()))
     a, b = smmu.translate(0x40, VA, **kw), other.translate(0x40, VA, **kw)
     assert (a.ok, a.pa, a.fault, a.refs) == (b.ok, b.pa, b.fault, b.refs)
+
+
+def test_reserved_ste_values_behave_as_the_spec_says():
+    """IHI 0070 5.2: S1Fmt 0b11 behaves as linear, S1DSS 0b11 as terminate, and with
+    S1CDMax 0 the S1Fmt is ignored (one CD)."""
+    mem, alloc, smmu, drv = system()
+    root, _ = s1_tables(mem, alloc, [(VA, PA, {})])
+    drv.attach(1, s1cdmax=4, s1dss="ssid0")
+    drv.bind(1, 2, first_root=root)
+    drv.modify_ste(1, s1fmt=3, s1dss=3)
+    assert smmu.translate(1, VA, pasid=2).pa == PA
+    assert smmu.translate(1, VA).fault.name == "F_STREAM_DISABLED"
+    drv.attach(2, s1cdmax=0)
+    drv.bind(2, None, first_root=root)
+    drv.modify_ste(2, s1fmt=1)
+    assert smmu.translate(2, VA).pa == PA
