@@ -331,3 +331,11 @@ def test_engines_agree(granule, data):
                       True, np.zeros((jit.MAX_REFS, jit.REF_COLUMNS), dtype=np.int64), 0)
     assert (out[0], out[1], out[2], out[4], out[5], out[6]) == \
         (ref[0], ref[1], ref[2], ref[4], ref[5], len(refs))
+
+
+def test_decode_shows_the_address_in_place():
+    e = S1.leaf(0x1234_5000, 1, write=False)
+    fields = S1.decode(e, 1)
+    assert fields["addr"] == 0x1234_5000 and fields["ap"] == 0b11 and fields["af"] == 1
+    assert S2.decode(S2.table(0x7000), 2)["addr"] == 0x7000
+    assert S1.encode(1, True, addr=0x1234_5000, ap=0b11, af=1, sh=3, ng=1) == e

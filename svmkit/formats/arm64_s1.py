@@ -129,7 +129,8 @@ class Arm64Stage1(Format):
         Field("sh", 9, 8, "leaf", doc="shareability"),
         Field("af", 10, 10, "leaf", doc="access flag: 0 faults (F_ACCESS) unless AFFD"),
         Field("ng", 11, 11, "leaf", doc="not global: the TLB entry is tagged by ASID"),
-        Field("addr", 47, 12, doc="output address (table or block/page base) >> 12"),
+        Field("addr", 47, 12, doc="output address: next table or block/page base",
+              address=True),
         Field("dbm", 51, 51, "leaf", doc="dirty bit modifier (HTTU; not modelled)"),
         Field("contiguous", 52, 52, "leaf", doc="contiguous hint (16 entries at 4 KiB)"),
         Field("pxn", 53, 53, "leaf", doc="privileged execute never"),
@@ -235,8 +236,8 @@ class Arm64Stage1(Format):
     # -- entry builders, for tests and scenarios --------------------------------------------
 
     def encode(self, level, leaf, **fields):
-        """An entry from named fields (see ``fields``); ``valid`` and ``type`` follow from
-        ``level`` and ``leaf`` unless given."""
+        """An entry from named fields (see ``fields``; ``addr`` in place, as ``decode``
+        gives it); ``valid`` and ``type`` follow from ``level`` and ``leaf`` unless given."""
         known = {f.name: f for f in self.fields
                  if f.where in ("all", "leaf" if leaf else "table")}
         e = VALID | (TABLE if (not leaf or level == 1) else 0)
@@ -246,8 +247,9 @@ class Arm64Stage1(Format):
                 raise ValueError(f"field {name!r} is not allowed here; allowed: "
                                  + ", ".join(known))
             width = f.hi - f.lo + 1
+            raw = int(value) >> f.lo if f.address else int(value)
             e &= ~(((1 << width) - 1) << f.lo)
-            e |= (int(value) & ((1 << width) - 1)) << f.lo
+            e |= (raw & ((1 << width) - 1)) << f.lo
         return e
 
     def table(self, pa, *, aptable=0, uxntable=False, pxntable=False):
