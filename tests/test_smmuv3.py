@@ -436,3 +436,15 @@ def test_reserved_ste_values_behave_as_the_spec_says():
     drv.bind(2, None, first_root=root)
     drv.modify_ste(2, s1fmt=1)
     assert smmu.translate(2, VA).pa == PA
+
+
+@given(st.sampled_from(sorted(EVENTS)), st.integers(0, (1 << 32) - 1),
+       st.one_of(st.none(), st.integers(0, (1 << 20) - 1)), st.integers(0, (1 << 64) - 1),
+       st.one_of(st.none(), st.integers(0, (1 << 52) - 1)))
+def test_event_text_fits_72_columns(code, sid, ssid, addr, ipa):
+    from svmkit.smmuv3.events import event
+    e = event(EVENTS[code][0], "second", 1, "not-present", addr, "r", sid, ssid, ipa=ipa,
+              cls="TT", s2=True)
+    text = str(e)
+    assert all(len(line) <= 72 for line in text.splitlines())
+    assert EVENTS[code][0] in text and f"{addr:#x}" in text

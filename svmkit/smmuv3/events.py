@@ -8,6 +8,7 @@ F_STE_FETCH, C_BAD_STE, F_STREAM_DISABLED, or an abort STE), "cd" (C_BAD_SUBSTRE
 F_CD_FETCH, C_BAD_CD), "first" or "second" (translation faults of stage 1 or stage 2).
 """
 
+import textwrap
 from dataclasses import dataclass
 
 from ..walks import Fault
@@ -67,14 +68,16 @@ class Event(Fault):
         return 4 - self.level if self.stage in ("first", "second") else None
 
     def __str__(self):
+        """Wrapped at 72 columns (mail-friendly)."""
         what = "abort, no event" if self.name is None else f"{self.name} ({self.code:#04x})"
         where = self.stage if self.arm_level is None else f"{self.stage} L{self.arm_level}"
         ssid = "" if self.ssid is None else f" ssid {self.ssid:#x}"
         addr = self.address if self.input_address is None else self.input_address
-        ipa = "" if self.ipa is None else f" ipa {self.ipa:#x}"
-        cls = f" class {self.cls}" if self.cls else ""
-        return (f"{what} {where} {self.reason}: sid {self.stream_id:#x}{ssid}"
-                f" addr {addr:#x}{ipa}{cls}")
+        text = f"{what} {where} {self.reason}: sid {self.stream_id:#x}{ssid} addr {addr:#x}" \
+            + ("" if self.ipa is None else f" ipa {self.ipa:#x}") \
+            + (f" class {self.cls}" if self.cls else "")
+        return textwrap.fill(text, 72, subsequent_indent="  ", break_long_words=False,
+                             break_on_hyphens=False)
 
 
 def event(name, stage, level, reason, address, access, stream_id, ssid, **kw):
