@@ -2,7 +2,7 @@
 until which command."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from svmkit import FrameAllocator, Memory
 from svmkit.formats import arm64_s1, arm64_s2
@@ -237,3 +237,33 @@ def test_command_encodings_hold_opcode_and_ids(cls, n, ssid):
         assert (w0 >> 12) & 0xFFFFF == ssid and w0 >> 11 & 1
     if "addr" in names:
         assert w1 & ~0xFFF == n << 12
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([(1, 1), (1, 2), (1, None), (2, None), (3, 5)]),
+                          st.integers(-3, 600), st.sampled_from("rwx"), st.booleans()),
+                min_size=1, max_size=25))
+def test_caches_never_change_a_result_while_memory_stays(ops):
+    """With no memory changed, a cached SMMU answers every translation as an uncached one
+    does: ok, address, event and level (only refs and cache stats differ)."""
+    results = []
+    for caches in (True, False):
+        mem = Memory(1 << 36)
+        alloc = FrameAllocator(mem, 0x100000)
+        smmu = Iommu.new(mem, alloc, caches=caches)
+        drv = Driver(mem, alloc, smmu)
+        root = new_root(alloc, D1)
+        map_page(mem, alloc, root, VA, PA, D1, S1, write=False)
+        map_page(mem, alloc, root, VA + 0x1000, PA2, D1, S1, ng=False, uxn=True)
+        map_page(mem, alloc, root, 0x4000_0000, PA, D1, S1, level=2, user=False)
+        drv.attach(1, s1cdmax=3, s1dss="bypass")
+        drv.bind(1, 1, first_root=root)
+        drv.bind(1, 2, first_root=root)
+        drv.attach(2, config="s2", second_root=root)     # the same tables read as stage 2
+        out = []
+        for (sid, pasid), page, access, priv in ops:
+            addr = (0x4000_0000 if page > 500 else VA) + page * 0x800
+            w = smmu.translate(sid, addr, pasid=pasid, access=access, privileged=priv)
+            out.append((w.ok, w.pa, w.fault and (w.fault.name, w.fault.stage, w.fault.level)))
+        results.append(out)
+    assert results[0] == results[1]

@@ -100,7 +100,7 @@ class TlbEntry:
 
     pa: int
     size: int
-    checks: tuple          # (granted, descriptor, user applies, stage name) per stage
+    checks: tuple          # (granted, descriptor, user applies, stage name, leaf level)
     ipa: int | None
     leaf: int
     input_bits: int        # the input addresses of the entry are this wide
@@ -539,9 +539,11 @@ class Iommu:
                                    stream_id=sid, ssid=pasid,
                                    recorded=cd.record or f.reason == "non-existent-memory")
         else:
-            checks = [(_granted(raw, F.FIRST, stage.d, None), stage.d, user, "first")]
+            checks = [(_granted(raw, F.FIRST, stage.d, None), stage.d, user, "first",
+                       _leaf_level(raw, F.FIRST, None))]
             if s2 is not None:
-                checks.append((_granted(raw, F.SECOND, s2.d, 0), s2.d, False, "second"))
+                checks.append((_granted(raw, F.SECOND, s2.d, 0), s2.d, False, "second",
+                               _leaf_level(raw, F.SECOND, 0)))
             leaf = next(v for st, lv, _, v, _ in reversed(raw) if st == F.FIRST)
             self._tlb_fill(tag, inaddr, stage.input_bits, walk, checks, leaf)
         walk.refs = refs + walk.refs
@@ -567,7 +569,8 @@ class Iommu:
                                recorded=ste.s2r or f.reason == "non-existent-memory")
         else:
             self._tlb_fill(tag, address, s2.input_bits, walk,
-                           [(_granted(raw, F.FIRST, s2.d, None), s2.d, False, "second")],
+                           [(_granted(raw, F.FIRST, s2.d, None), s2.d, False, "second",
+                             _leaf_level(raw, F.FIRST, None))],
                            raw[-1][3])
         return walk
 
@@ -653,7 +656,7 @@ class Iommu:
         shape = dict(fmt=S1.name if kind == "nh" else S2.name, levels=int(d[0, L.G_LEVELS]),
                      nested=entry.ipa is not None, access=access,
                      second_fmt=None if entry.ipa is None else S2.name)
-        for granted, dd, applies_user, stage in entry.checks:
+        for granted, dd, applies_user, stage, level in entry.checks:
             if not reference.permitted(granted, acc, user and applies_user, True, dd):
                 code = S1.fault_code("permission")
                 s2 = stage == "second"
@@ -661,7 +664,7 @@ class Iommu:
                 if s2:          # the IPA the stage 2 translated: the input, or stage 1's output
                     ipa = inaddr if entry.ipa is None else \
                         entry.ipa + (inaddr & (entry.size - 1))
-                ev = Event(stage, 1, "permission", ipa if s2 else address, code, access,
+                ev = Event(stage, level, "permission", ipa if s2 else address, code, access,
                            name=_name(code), stream_id=sid, ssid=pasid, s2=s2,
                            cls="IN" if s2 else None, ipa=ipa,
                            recorded=s2record if s2 else s1record)
@@ -788,6 +791,13 @@ def _granted(raw, stage, d, guest_level):
         if st == stage and (guest_level is None or gl == guest_level):
             granted &= reference.rights(v, lv, reference.classify(v, lv, d)[1], d)
     return granted
+
+
+def _leaf_level(raw, stage, guest_level):
+    """The level of the last entry ``stage`` read (for stage 2, locating ``guest_level``):
+    the leaf of a completed walk."""
+    return next(lv for st, lv, _, _, gl in reversed(raw)
+                if st == stage and (guest_level is None or gl == guest_level))
 
 
 def _covers(key, entry, addr):
