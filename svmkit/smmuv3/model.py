@@ -100,7 +100,7 @@ class TlbEntry:
 
     pa: int
     size: int
-    checks: tuple          # (granted, descriptor, user applies, stage name, leaf level)
+    checks: tuple          # (granted, descriptor, privilege applies, stage name, leaf level)
     ipa: int | None
     leaf: int
     input_bits: int        # the input addresses of the entry are this wide
@@ -539,7 +539,7 @@ class Iommu:
                                    stream_id=sid, ssid=pasid,
                                    recorded=cd.record or f.reason == "non-existent-memory")
         else:
-            checks = [(_granted(raw, F.FIRST, stage.d, None), stage.d, user, "first",
+            checks = [(_granted(raw, F.FIRST, stage.d, None), stage.d, True, "first",
                        _leaf_level(raw, F.FIRST, None))]
             if s2 is not None:
                 checks.append((_granted(raw, F.SECOND, s2.d, 0), s2.d, False, "second",
