@@ -267,3 +267,38 @@ def test_caches_never_change_a_result_while_memory_stays(ops):
             out.append((w.ok, w.pa, w.fault and (w.fault.name, w.fault.stage, w.fault.level)))
         results.append(out)
     assert results[0] == results[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([1, 2, None]), st.integers(0, 7),
+                          st.sampled_from("rwx"), st.booleans()), min_size=1, max_size=20))
+def test_nested_caches_never_change_a_result(ops):
+    """The same for a nested stream: stage 1 and stage 2 rights, global pages, S1DSS
+    bypass to stage 2 alone."""
+    results = []
+    for caches in (True, False):
+        mem = Memory(1 << 36)
+        alloc = FrameAllocator(mem, 0x100000)
+        smmu = Iommu.new(mem, alloc, caches=caches)
+        drv = Driver(mem, alloc, smmu)
+        d2 = S2.descriptor(4, 48)
+        s2root = new_root(alloc, d2)
+        guest = Guest(mem, alloc, s2root, d2)
+        s1root = new_root(guest, D1)
+        for i in range(8):                 # page i: stage 1 and stage 2 rights vary with i
+            map_page(guest, guest, s1root, VA + i * 0x1000, 0x8000_0000 + i * 0x1000, D1, S1,
+                     write=i & 1 == 0, user=i & 2 == 0, ng=i != 5)
+            guest.map(0x8000_0000 + i * 0x1000, PA + i * 0x1000, write=i & 4 == 0,
+                      xn=i == 3)
+        drv.attach(7, config="nested", second_root=s2root, guest_alloc=guest.alloc,
+                   s1cdmax=2, s1dss="bypass")
+        drv.bind(7, 1, first_root=s1root, nested=True)
+        drv.bind(7, 2, first_root=s1root, nested=True)
+        out = []
+        for pasid, page, access, priv in ops:
+            addr = (VA if pasid else 0x8000_0000) + page * 0x1000 + 8
+            w = smmu.translate(7, addr, pasid=pasid, access=access, privileged=priv)
+            out.append((w.ok, w.pa, w.fault and (w.fault.name, w.fault.stage, w.fault.level,
+                                                 w.fault.cls, w.fault.ipa)))
+        results.append(out)
+    assert results[0] == results[1]
