@@ -267,6 +267,9 @@ def test_bad_arguments():
         S1.descriptor(4, 39)
     with pytest.raises(ValueError, match="levels"):
         S1.descriptor(5, 48)
+    with pytest.raises(ValueError, match="levels=1 is not allowed with granule=4096.*2 to 4"):
+        S1.descriptor(1, 48)
+    assert S1.descriptor(1, 48, granule=16384)[0, L.G_INPUT_BITS] == 25
     with pytest.raises(ValueError, match="field"):
         S1.encode(1, True, bogus=1)
     assert S1.descriptor(4, 52)[1, L.L_LEAF_ADDR] == S1.descriptor(4, 48)[1, L.L_LEAF_ADDR]

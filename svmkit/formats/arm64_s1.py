@@ -174,6 +174,10 @@ class Arm64Stage1(Format):
         g = granule_bits(granule)
         if input_bits is None:
             input_bits = self.input_bits_for(levels, granule)
+            if input_bits < self.min_input_bits:
+                raise ValueError(f"levels={levels!r} is not allowed with granule={granule}; "
+                                 f"allowed: {levels_for(self.min_input_bits, granule)} to "
+                                 f"{levels_for(MAX_OA, granule)}")
         self.check_input(levels, input_bits, granule)
         oa = oa_bits(phys_bits)
         # an output or table address at or beyond the output size: Address size fault

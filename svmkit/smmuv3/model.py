@@ -33,7 +33,7 @@ from . import commands as C
 from .events import Event, event
 from .structures import (CD, CONFIG_ABORT, CONFIG_BYPASS, CONFIG_NESTED, CONFIG_S1,
                          CONFIG_S2, L1CD, L1STD, S1DSS_BYPASS, S1DSS_SSID0, S1DSS_TERMINATE,
-                         S1FMT_4K_L2, S1FMT_64K_L2, S1FMT_LINEAR, STE, TG0_GRANULE,
+                         S1FMT_4K_L2, S1FMT_LINEAR, STE, TG0_GRANULE,
                          TG1_GRANULE)
 
 S1, S2 = arm64_s1.FORMAT, arm64_s2.FORMAT
