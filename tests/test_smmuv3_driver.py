@@ -171,3 +171,18 @@ def test_a_stage2_stream_becomes_nested_keeping_its_vmid():
     ste = STE.decode(STE.read(mem, smmu.strtab_base + 6 * 64))
     assert (ste["config"], ste["s2vmid"], ste["s2ttb"]) == (0b111, 9, s2root)
     assert smmu.translate(6, VA, pasid=1).pa == PA
+
+
+def test_live_entries_change_hitless_or_break_before_make():
+    mem, alloc, smmu, drv = system()
+    root = tables(mem, alloc)
+    drv.bind(3, 1, first_root=root, asid=4)
+    ops = drv.modify(3, 1, asid=5)                          # one doubleword: hitless
+    assert [w[3].split()[-1] for w in ops.writes] == ["0"]
+    ops = drv.modify(3, 1, asid=6, first_root=tables(mem, alloc))   # two: break first
+    assert [w[3].rsplit("dword ", 1)[1] for w in ops.writes] == [
+        "0 (V=0: break before make)", "1", "0"]
+    assert not CD.decode((ops.writes[0][2],))["v"] and CD.decode((ops.writes[2][2],))["v"]
+    assert names(ops) == ["CMD_CFGI_CD", "CMD_SYNC", "CMD_CFGI_CD", "CMD_SYNC",
+                          "CMD_TLBI_NH_ASID", "CMD_SYNC"]
+    assert smmu.translate(3, VA, pasid=1).pa == PA

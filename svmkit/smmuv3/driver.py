@@ -134,7 +134,8 @@ class Driver:
             fields.update(s1fmt=fmt, s1contextptr=cd_table, s1cdmax=s1cdmax,
                           s1dss=S1DSSS[s1dss], s1cir=1, s1cor=1, s1csh=3)
         ste_pa = self._ste_address(stream_id, ops)
-        self._write_struct(ops, STE, ste_pa, STE.encode(**fields), f"ste {stream_id:#x}")
+        self._write_struct(ops, STE, ste_pa, STE.encode(**fields), f"ste {stream_id:#x}",
+                           (C.CMD_CFGI_STE(stream_id), C.CMD_SYNC()))
         self._issue(ops, C.CMD_CFGI_STE(stream_id), C.CMD_SYNC())
         if old is not None:
             self._issue_tlb(ops, old)
@@ -164,7 +165,8 @@ class Driver:
         ops = Ops()
         pa = self._ste_address(stream_id, ops)
         qw = STE.update(STE.read(self.mem, pa), **fields)
-        self._write_struct(ops, STE, pa, qw, f"ste {stream_id:#x}")
+        self._write_struct(ops, STE, pa, qw, f"ste {stream_id:#x}",
+                           (C.CMD_CFGI_STE(stream_id), C.CMD_SYNC()))
         self._issue(ops, C.CMD_CFGI_STE(stream_id), C.CMD_SYNC())
         self._issue_tlb(ops, stream)
         return ops
@@ -212,7 +214,8 @@ class Driver:
                        had0=int(had), tbi=int(tbi), ttb0=first_root, mair=0xFF)
         pa, ipa = self._cd_address(stream_id, stream, ssid, ops)
         old = CD.decode(CD.read(self.mem, pa))
-        self._write_struct(ops, CD, pa, cd, self._cd_what(stream_id, ssid, ipa))
+        self._write_struct(ops, CD, pa, cd, self._cd_what(stream_id, ssid, ipa),
+                           (C.CMD_CFGI_CD(stream_id, ssid), C.CMD_SYNC()))
         self._issue(ops, C.CMD_CFGI_CD(stream_id, ssid), C.CMD_SYNC())
         if old["v"]:
             self._issue(ops, C.CMD_TLBI_NH_ASID(old["asid"], stream.vmid), C.CMD_SYNC())
@@ -250,7 +253,8 @@ class Driver:
             raise ValueError(f"pasid={pasid!r} has no CD table entry on stream {stream_id:#x}")
         old = CD.read(self.mem, pa)
         new = CD.update(old, **fields)
-        self._write_struct(ops, CD, pa, new, self._cd_what(stream_id, ssid, ipa))
+        self._write_struct(ops, CD, pa, new, self._cd_what(stream_id, ssid, ipa),
+                           (C.CMD_CFGI_CD(stream_id, ssid), C.CMD_SYNC()))
         self._issue(ops, C.CMD_CFGI_CD(stream_id, ssid), C.CMD_SYNC(),
                     C.CMD_TLBI_NH_ASID(CD.decode(old)["asid"], stream.vmid), C.CMD_SYNC())
         stream.asids[ssid] = CD.decode(new)["asid"]
@@ -317,11 +321,20 @@ class Driver:
         self.mem.write_u64(pa, new)
         ops.writes.append((pa, old, new, what))
 
-    def _write_struct(self, ops, struct, pa, qwords, what):
-        """Write the doublewords that change; dword 0 (which holds V) last when the result
-        is valid, first when it is not, so the SMMU never sees half an entry as valid."""
+    def _write_struct(self, ops, struct, pa, qwords, what, sync=()):
+        """Write the doublewords that change so that the SMMU never reads half an entry as
+        valid (IHI 0070 3.21.3, "Structure update procedure"): one changed doubleword is
+        one single-copy-atomic write; a new entry gets dwords 1..7 first and dword 0 (with
+        V) last; a valid entry that changes in several doublewords is broken first (V=0,
+        then the ``sync`` commands: its invalidation and CMD_SYNC), then remade."""
         old = struct.read(self.mem, pa)
-        order = list(range(1, struct.dwords)) + [0] if qwords[0] & _valid_bit(struct) \
+        changed = [i for i in range(struct.dwords) if qwords[i] != old[i]]
+        v = _valid_bit(struct)
+        if len(changed) > 1 and old[0] & v and qwords[0] & v:
+            self._write(ops, pa, old[0] & ~v, f"{what} dword 0 (V=0: break before make)")
+            self._issue(ops, *sync)
+            old = (old[0] & ~v,) + old[1:]
+        order = list(range(1, struct.dwords)) + [0] if qwords[0] & v \
             else list(range(struct.dwords))
         for i in order:
             if qwords[i] != old[i]:
