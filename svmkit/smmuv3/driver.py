@@ -323,10 +323,11 @@ class Driver:
 
     def _write_struct(self, ops, struct, pa, qwords, what, sync=()):
         """Write the doublewords that change so that the SMMU never reads half an entry as
-        valid (IHI 0070 3.21.3, "Structure update procedure"): one changed doubleword is
-        one single-copy-atomic write; a new entry gets dwords 1..7 first and dword 0 (with
-        V) last; a valid entry that changes in several doublewords is broken first (V=0,
-        then the ``sync`` commands: its invalidation and CMD_SYNC), then remade."""
+        valid (IHI 0070 3.21, "Structure access rules and update procedures"): one changed
+        doubleword is one single-copy-atomic write; a new entry gets dwords 1..7 first and
+        dword 0 (with V) last; a valid entry that changes in several doublewords is broken
+        first (V=0, then the ``sync`` commands: its invalidation and CMD_SYNC), then
+        remade."""
         old = struct.read(self.mem, pa)
         changed = [i for i in range(struct.dwords) if qwords[i] != old[i]]
         v = _valid_bit(struct)
