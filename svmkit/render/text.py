@@ -1,0 +1,159 @@
+"""Plain-text renderers for mailing lists: ASCII only, at most 72 columns.
+
+A walk is a numbered list of memory references (each the HPA read and the
+64-bit entry found there) and, for a nested walk, the 2D grid of the VT-d
+specification's nested translation (sec. 3.8): one row per guest table and
+one for the final GPA, one column per second-stage level, then the guest
+entry the row's second-stage walk located.
+"""
+
+from __future__ import annotations
+
+from svmkit.graphs import walk_grid
+
+WIDTH = 72
+
+_SIZES = {1 << 12: "4 KiB", 1 << 16: "64 KiB", 1 << 21: "2 MiB", 1 << 25: "32 MiB",
+          1 << 29: "512 MiB", 1 << 30: "1 GiB", 1 << 39: "512 GiB", 1 << 42: "4 TiB"}
+
+
+def size_name(n: int) -> str:
+    """``4096`` -> ``"4 KiB"``; any size in the largest unit dividing it."""
+    if n in _SIZES:
+        return _SIZES[n]
+    for unit, name in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= unit and n % unit == 0:
+            return f"{n // unit} {name}"
+    return f"{n} B"
+
+
+def hx(v: int | None, digits: int = 0) -> str:
+    """Hex with ``0x``; ``digits`` pads to a fixed width so columns align."""
+    if v is None:
+        return "-"
+    return f"0x{v:0{digits}x}" if digits else f"0x{v:x}"
+
+
+def _tag(ref) -> str:
+    """Short position of a ref: ``L4`` for a first-stage level, ``gL4>S3``
+    for a second-stage level-3 entry read while locating the guest level-4
+    table, ``gpa>S1`` while translating the final GPA."""
+    if ref.stage == "first":
+        return f"L{ref.level}"
+    if ref.stage == "second":
+        if ref.guest_level is None:
+            return f"S{ref.level}"
+        g = "gpa" if ref.guest_level == 0 else f"gL{ref.guest_level}"
+        return f"{g}>S{ref.level}"
+    return "" if ref.level is None else f"L{ref.level}"
+
+
+def fault_line(fault) -> str:
+    """One line naming a fault: stage, level, reason, address, code."""
+    lvl = "" if fault.level is None else f" L{fault.level}"
+    code = "" if getattr(fault, "code", None) is None else f" code {hx(fault.code)}"
+    acc = f" ({fault.access})" if getattr(fault, "access", None) else ""
+    return f"fault: {fault.stage}{lvl} {fault.reason} at {hx(fault.address)}{code}{acc}"
+
+
+def walk_header(walk, *, name: str = "address") -> list[str]:
+    """The result of a walk in one or two lines."""
+    lines = []
+    src = f"{name} {hx(walk.va)}"
+    if walk.fault is not None:
+        one = f"{src} -> {fault_line(walk.fault)}"
+        lines += [one] if len(one) <= WIDTH else [f"{src} ->", "  " + fault_line(walk.fault)]
+    else:
+        size = f" ({size_name(walk.page_size)} page)" if walk.page_size else ""
+        gpa = getattr(walk, "gpa", None)
+        via = f" via GPA {hx(gpa)}" if gpa is not None else ""
+        one = f"{src} -> HPA {hx(walk.pa)}{via}{size}"
+        lines += [one] if len(one) <= WIDTH else [f"{src} ->", f"  HPA {hx(walk.pa)}{via}{size}"]
+    return [_fit(l) for l in lines]
+
+
+def _fit(line: str) -> str:
+    """Wrap nothing silently: cut at 72 columns with a visible marker."""
+    line = line.encode("ascii", "replace").decode("ascii")
+    return line if len(line) <= WIDTH else line[: WIDTH - 3] + "..."
+
+
+def walk_list(walk) -> str:
+    """The walk as a numbered list of references:
+    ``n. structure  position  HPA-read  entry-value``."""
+    grid = walk_grid(walk)
+    out = []
+    for i, r in enumerate(walk.refs or [], 1):
+        mark = "  <- fault" if i == grid.fault_number else ""
+        s = (r.structure or r.stage)[:13]
+        out.append(_fit(f"{i:>3}. {s:<13} {_tag(r):<7} {hx(r.address, 13)} "
+                        f"{hx(r.value, 16)}{mark}"))
+    if not out:
+        out.append("  (no memory references)")
+    return "\n".join(out)
+
+
+def walk_grid_text(walk) -> str:
+    """The 2D grid: cells are ref numbers from :func:`walk_list`, ``XX`` on
+    the faulting one, ``..`` where the walk never got. A single-stage walk
+    is shown as one row per level."""
+    grid = walk_grid(walk)
+    lines = []
+    if grid.prefix:
+        names = ", ".join(f"{c.number} {c.ref.structure or c.ref.stage}" for c in grid.prefix)
+        lines.append(_fit(f"structures: {names}"))
+    if not grid.rows:
+        lines.append("(no page-table references)")
+        return "\n".join(lines)
+
+    def cell(c):
+        if c is None:
+            return "[..]"
+        return "[XX]" if c.fault else f"[{c.number:>2}]" if c.number < 100 else f"{c.number:>4}"
+
+    sl = grid.second_levels
+    head = f"{'row':<10} " + "".join(f"S{l:<3}" for l in sl)
+    if grid.first_levels:
+        head += ("  " if sl else "") + "guest entry"
+    lines.append(head.rstrip())
+    # Rows the walk should have had but never reached are drawn empty so
+    # the shape of the full walk stays visible.
+    want = list(grid.first_levels)
+    have = {r.guest_level: r for r in grid.rows}
+    if grid.nested and grid.first_levels:
+        top = max(grid.first_levels)
+        want = list(range(top, 0, -1)) + [0]
+    else:
+        want = [r.guest_level for r in grid.rows]
+    for gl in want:
+        row = have.get(gl)
+        if grid.nested or sl:
+            label = "data GPA" if gl == 0 else f"guest L{gl}"
+        else:
+            label = f"L{gl}"
+        cells = "".join(cell(row.second.get(l) if row else None) for l in sl)
+        tail = ""
+        if grid.first_levels and gl != 0:
+            f = row.first if row else None
+            name = f.ref.structure if f is not None and f.ref.structure else ""
+            tail = ("  " if sl else "") + cell(f) + (f" {name}" if name else "")
+        lines.append(_fit(f"{label:<10} {cells}{tail}".rstrip()))
+    n_page = sum(len(r.second) + (r.first is not None) for r in grid.rows)
+    if grid.nested:
+        n, m = max(grid.first_levels), len(sl)
+        lines.append(_fit(f"{n_page} page-table refs of {n * (m + 1) + m} for a full "
+                          f"{n}+{m} nested walk, plus {len(grid.prefix)} structure refs"))
+    return "\n".join(lines)
+
+
+def walk_text(walk, *, title: str | None = None, name: str = "address") -> str:
+    """Header, numbered list and grid: the whole walk for a mail."""
+    parts = []
+    if title:
+        parts.append(_fit(title))
+    parts += walk_header(walk, name=name)
+    parts.append("")
+    parts.append(walk_list(walk))
+    parts.append("")
+    parts.append(walk_grid_text(walk))
+    return "\n".join(parts) + "\n"
