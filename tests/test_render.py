@@ -101,7 +101,7 @@ def test_text_walk_is_mail_safe_and_numbered():
     check_mail(s)
     listed = re.findall(r"^\s*(\d+)\. ", s, re.M)
     assert [int(x) for x in listed] == list(range(1, len(w.refs) + 1))
-    assert "35 page-table refs of 35" in s
+    assert "35 of 35 page-table refs" in s
     assert "0xabc000" in s
 
 

@@ -141,8 +141,8 @@ def walk_grid_text(walk) -> str:
     n_page = sum(len(r.second) + (r.first is not None) for r in grid.rows)
     if grid.nested:
         n, m = max(grid.first_levels), len(sl)
-        lines.append(_fit(f"{n_page} page-table refs of {n * (m + 1) + m} for a full "
-                          f"{n}+{m} nested walk, plus {len(grid.prefix)} structure refs"))
+        lines.append(_fit(f"{n_page} of {n * (m + 1) + m} page-table refs of a {n}+{m} "
+                          f"nested walk, + {len(grid.prefix)} structure refs"))
     return "\n".join(lines)
 
 
