@@ -136,3 +136,142 @@ def walk_graph(walk) -> nx.DiGraph:
             last = row.second[min(row.second)]
             g.add_edge(("ref", last.number), ("ref", row.first.number), kind="located-by")
     return g
+
+
+# -- what a page table maps ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Extent:
+    """``size`` bytes at input ``va`` mapped to output ``pa`` with ``rights``
+    (letters of ``rwxu``: read, write, execute, user), by the leaf entry at
+    HPA ``entry``. Merged extents keep the first leaf's address."""
+
+    va: int
+    pa: int
+    size: int
+    rights: str
+    entry: int
+
+    @property
+    def end(self):
+        return self.va + self.size
+
+
+def _rights_str(bits) -> str:
+    from svmkit.formats import layout as L
+    s = ""
+    s += "r" if bits & (1 << L.READ) else ""
+    s += "w" if bits & (1 << L.WRITE) else ""
+    s += "x" if bits & ((1 << L.XUSER) | (1 << L.XPRIV)) else ""
+    s += "u" if bits & (1 << L.USER) else ""
+    return s
+
+
+def leaves(mem, root, fmt, levels, *, phys_bits=52, to_host=None, tables=None, **options):
+    """Every mapping of the page table at ``root`` as :class:`Extent` s, one per
+    leaf, in input-address order.
+
+    Reads memory the way the walkers do (:mod:`svmkit.walker.reference`'s
+    ``classify`` and ``rights`` over the format's descriptor), so a format
+    module is all it needs: present, leaf and reserved bits, the next-level
+    field of AMD v1, rights collected over every level (Intel SDM 4.6; VT-d
+    3.6/3.7). Malformed or not-present entries map nothing. ``to_host`` maps a
+    table address to the HPA it is stored at (a guest's tables: the second
+    stage), returning None when it is not backed. ``tables``, when a dict,
+    receives ``{table address: level}`` of every table visited.
+    """
+    import numpy as np
+
+    from svmkit import formats
+    from svmkit.formats import layout as L
+    from svmkit.walker import faults as F
+    from svmkit.walker.reference import ALL_RIGHTS, classify, rights
+
+    f = formats.get(fmt)
+    d = f.descriptor(levels, phys_bits, **options)
+    to_host = to_host or (lambda a: a)
+    bits = int(d[0, L.G_INPUT_BITS])
+    canonical = bool(d[0, L.G_CANONICAL])
+    table_mask = L.to_u64(d[0, L.G_TABLE_ADDR])
+    out: list[Extent] = []
+    seen = set()
+
+    def visit(table, level, base, granted):
+        host = to_host(table)
+        if host is None or (table, level) in seen or host + 4096 > mem.size:
+            return
+        seen.add((table, level))
+        if tables is not None:
+            tables[table] = level
+        raw = np.frombuffer(mem.read(host, 4096), dtype="<i8")
+        shift = int(d[level, L.L_SHIFT])
+        for i in np.nonzero(raw)[0]:
+            e = int(raw[i])
+            reason, leaf, nxt = classify(e, level, d)
+            if reason != F.OK:
+                continue
+            va = base | (int(i) << shift)
+            g = granted & rights(e, level, leaf, d)
+            if leaf:
+                if canonical and va >> (bits - 1) & 1:
+                    va |= ((1 << 64) - 1) ^ ((1 << bits) - 1)
+                out.append(Extent(va, L.to_u64(e) & L.to_u64(d[level, L.L_LEAF_ADDR]),
+                                  1 << shift, _rights_str(g), host + 8 * int(i)))
+            else:
+                visit(L.to_u64(e) & table_mask, nxt, va, g)
+
+    visit(root, levels, 0, ALL_RIGHTS)
+    out.sort(key=lambda x: x.va)
+    return out
+
+
+def merge(extents) -> list[Extent]:
+    """Adjacent extents contiguous in input and output with equal rights
+    become one: a range, rather than one entry per page."""
+    out: list[Extent] = []
+    for x in sorted(extents, key=lambda x: x.va):
+        p = out[-1] if out else None
+        if p and p.end == x.va and p.pa + p.size == x.pa and p.rights == x.rights:
+            out[-1] = Extent(p.va, p.pa, p.size + x.size, p.rights, p.entry)
+        else:
+            out.append(x)
+    return out
+
+
+def _common(a: str, b: str) -> str:
+    return "".join(c for c in "rwxu" if c in a and c in b)
+
+
+def compose(first, second) -> list[tuple]:
+    """Nested reach: first-stage extents (GVA -> GPA) through second-stage ones
+    (GPA -> HPA), as ``(gva, gpa, hpa, size, rights, first_entry,
+    second_entry)`` pieces; rights are those both stages grant (VT-d 3.8)."""
+    sec = sorted(second, key=lambda x: x.va)
+    starts = [x.va for x in sec]
+    import bisect
+    out = []
+    for f in first:
+        a, end = f.pa, f.pa + f.size
+        i = max(bisect.bisect_right(starts, a) - 1, 0)
+        while i < len(sec) and sec[i].va < end:
+            s = sec[i]
+            lo, hi = max(a, s.va), min(end, s.end)
+            if lo < hi:
+                out.append((f.va + (lo - f.pa), lo, s.pa + (lo - s.va), hi - lo,
+                            _common(f.rights, s.rights), f.entry, s.entry))
+            i += 1
+    return out
+
+
+def merge_pieces(pieces) -> list[tuple]:
+    """:func:`compose` pieces merged where GVA, GPA and HPA all continue."""
+    out = []
+    for p in sorted(pieces):
+        if out:
+            q = out[-1]
+            if q[0] + q[3] == p[0] and q[1] + q[3] == p[1] and q[2] + q[3] == p[2] \
+                    and q[4] == p[4]:
+                out[-1] = (q[0], q[1], q[2], q[3] + p[3], q[4], q[5], q[6])
+                continue
+        out.append(p)
+    return out
