@@ -132,9 +132,9 @@ class Memory:
 
     def read_u64(self, pa):
         """The little-endian 64-bit value at ``pa``, as an unsigned int."""
-        if pa % 8 or not isinstance(pa, (int, np.integer)):
-            return int.from_bytes(self.read(pa, 8), "little")
         pa = self._check(pa, 8)
+        if pa % 8:
+            return int.from_bytes(self.read(pa, 8), "little")
         row = self._slot_of.get(pa // PAGE)
         if row is None:
             return 0
