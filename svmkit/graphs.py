@@ -62,6 +62,8 @@ class WalkGrid:
     first_levels: list
     nested: bool
     fault_number: int | None
+    row_levels: list = field(default_factory=list)
+    full_refs: int | None = None
 
 
 def _fault_number(walk):
@@ -110,7 +112,20 @@ def walk_grid(walk) -> WalkGrid:
     for c in firsts:
         rows.setdefault(c.ref.level, GridRow(c.ref.level)).first = c
     ordered = [rows[k] for k in sorted(rows, reverse=True)]
-    return WalkGrid(prefix, ordered, second_levels, first_levels, nested, fault_n)
+    # The rows and columns to draw: those the walk used when it completed
+    # (a large page ends a stage early); the whole shape of the walk when it
+    # faulted, so the unreached cells stay visible.
+    n = getattr(walk, "levels", None) or max(first_levels, default=0)
+    m = getattr(walk, "second_levels", None) or max(second_levels, default=0)
+    row_levels = [r.guest_level for r in ordered]
+    if walk.fault is not None and nested:
+        row_levels = list(range(max(n, *first_levels), 0, -1)) + [0]
+        second_levels = list(range(max(m, *second_levels), 0, -1))
+    elif walk.fault is not None and firsts and not seconds:
+        row_levels = list(range(max(n, *first_levels), 0, -1))
+    full = n * (m + 1) + m if nested else None
+    return WalkGrid(prefix, ordered, second_levels, first_levels, nested, fault_n, row_levels,
+                    full)
 
 
 def walk_graph(walk) -> nx.DiGraph:

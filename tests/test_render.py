@@ -99,9 +99,9 @@ def test_text_walk_is_mail_safe_and_numbered():
     w = nested_walk(5, 5)
     s = rtext.walk_text(w, title="VM1 'app' PASID 5")
     check_mail(s)
-    listed = re.findall(r"^\s*(\d+)\. ", s, re.M)
+    listed = re.findall(r"^\s*(\d+)[.*] ", s, re.M)
     assert [int(x) for x in listed] == list(range(1, len(w.refs) + 1))
-    assert "35 of 35 page-table refs" in s
+    assert "35 page-table refs + 4 structure refs" in s
     assert "0xabc000" in s
 
 
@@ -113,7 +113,8 @@ def test_text_grid_marks_fault_and_unreached_cells():
     # Rows below the fault are drawn but empty.
     assert "data GPA" in s and "[..]" in s
     lst = rtext.walk_list(w)
-    assert lst.splitlines()[-1].endswith("<- fault")
+    assert re.match(rf"^\s*{len(w.refs)}\* ", lst.splitlines()[-2])
+    assert lst.count("*") == 2   # the marked ref and the legend
     assert rtext.walk_header(w)[-1].endswith(f"fault: {w.fault.stage} L{w.fault.level} "
                                             f"not-present at 0x7f0000001000 (r)")
 

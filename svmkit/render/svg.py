@@ -100,12 +100,8 @@ def walk_grid_svg(walk, *, highlight: int | None = None, title: str | None = Non
         body.append(_text(label_w + pad + len(sl) * cw + (cw - gap) / 2, y,
                           "guest entry" if sl else "first stage", weight="bold"))
     y += 10
-    if grid.nested:
-        want = list(range(max(grid.first_levels), 0, -1)) + [0]
-    else:
-        want = [r.guest_level for r in grid.rows]
     have = {r.guest_level: r for r in grid.rows}
-    for gl in want:
+    for gl in grid.row_levels:
         row = have.get(gl)
         label = ("data GPA" if gl == 0 else f"guest L{gl} table") if sl else f"L{gl}"
         body.append(_text(pad, y + ch / 2 + 5, label, anchor="start", weight="bold"))

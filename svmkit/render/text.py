@@ -9,6 +9,8 @@ entry the row's second-stage walk located.
 
 from __future__ import annotations
 
+import textwrap
+
 from svmkit.graphs import walk_grid
 
 WIDTH = 72
@@ -45,7 +47,7 @@ def _tag(ref) -> str:
             return f"S{ref.level}"
         g = "gpa" if ref.guest_level == 0 else f"gL{ref.guest_level}"
         return f"{g}>S{ref.level}"
-    return "" if ref.level is None else f"L{ref.level}"
+    return ""   # a structure read (root, context, PASID ...) has no page level
 
 
 def fault_line(fault) -> str:
@@ -84,24 +86,27 @@ def walk_list(walk) -> str:
     grid = walk_grid(walk)
     out = []
     for i, r in enumerate(walk.refs or [], 1):
-        mark = "  <- fault" if i == grid.fault_number else ""
-        s = (r.structure or r.stage)[:13]
-        out.append(_fit(f"{i:>3}. {s:<13} {_tag(r):<7} {hx(r.address, 13)} "
-                        f"{hx(r.value, 16)}{mark}"))
+        mark = "*" if i == grid.fault_number else "."
+        s = (r.structure or r.stage)[:21]
+        out.append(_fit(f"{i:>3}{mark} {s:<21} {_tag(r):<6} {hx(r.address, 13)} "
+                        f"{hx(r.value, 16)}"))
     if not out:
         out.append("  (no memory references)")
+    if grid.fault_number:
+        out.append(f"  (* where the fault was found)")
     return "\n".join(out)
 
 
 def walk_grid_text(walk) -> str:
     """The 2D grid: cells are ref numbers from :func:`walk_list`, ``XX`` on
-    the faulting one, ``..`` where the walk never got. A single-stage walk
+    the faulting one, ``..`` where the walk never got, ``--`` below a large
+    second-stage page (that row's walk ended early). A single-stage walk
     is shown as one row per level."""
     grid = walk_grid(walk)
     lines = []
     if grid.prefix:
         names = ", ".join(f"{c.number} {c.ref.structure or c.ref.stage}" for c in grid.prefix)
-        lines.append(_fit(f"structures: {names}"))
+        lines += textwrap.wrap(f"structures: {names}", WIDTH, subsequent_indent="  ")
     if not grid.rows:
         lines.append("(no page-table references)")
         return "\n".join(lines)
@@ -116,22 +121,18 @@ def walk_grid_text(walk) -> str:
     if grid.first_levels:
         head += ("  " if sl else "") + "guest entry"
     lines.append(head.rstrip())
-    # Rows the walk should have had but never reached are drawn empty so
-    # the shape of the full walk stays visible.
-    want = list(grid.first_levels)
     have = {r.guest_level: r for r in grid.rows}
-    if grid.nested and grid.first_levels:
-        top = max(grid.first_levels)
-        want = list(range(top, 0, -1)) + [0]
-    else:
-        want = [r.guest_level for r in grid.rows]
-    for gl in want:
+    for gl in grid.row_levels:
         row = have.get(gl)
         if grid.nested or sl:
             label = "data GPA" if gl == 0 else f"guest L{gl}"
         else:
             label = f"L{gl}"
-        cells = "".join(cell(row.second.get(l) if row else None) for l in sl)
+        # Below a large second-stage page the row needs no more levels: "--".
+        low = min(row.second) if row and row.second else None
+        faulted = row is not None and any(c.fault for c in row.second.values())
+        cells = "".join("[--]" if low is not None and l < low and not faulted
+                        else cell(row.second.get(l) if row else None) for l in sl)
         tail = ""
         if grid.first_levels and gl != 0:
             f = row.first if row else None
@@ -140,9 +141,8 @@ def walk_grid_text(walk) -> str:
         lines.append(_fit(f"{label:<10} {cells}{tail}".rstrip()))
     n_page = sum(len(r.second) + (r.first is not None) for r in grid.rows)
     if grid.nested:
-        n, m = max(grid.first_levels), len(sl)
-        lines.append(_fit(f"{n_page} of {n * (m + 1) + m} page-table refs of a {n}+{m} "
-                          f"nested walk, + {len(grid.prefix)} structure refs"))
+        lines.append(_fit(f"{n_page} page-table refs + {len(grid.prefix)} structure refs "
+                          f"({grid.full_refs} in a full walk of 4 KiB pages)"))
     return "\n".join(lines)
 
 

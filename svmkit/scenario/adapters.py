@@ -1,0 +1,218 @@
+"""One small adapter per IOMMU model: the builder and the audit talk to these,
+and these talk to the model's ``Driver`` and ``Iommu`` (design.md, "IOMMU
+models"). The adapter never writes an IOMMU structure itself.
+
+Every adapter offers:
+  attach(rid, *, second_root=None, second_levels=4, domain=0) -> ops
+  bind(rid, pasid, *, first_root, first_levels, nested=False, second_root=None,
+       second_levels=4) -> ops
+  unbind(rid, pasid) -> ops;  modify(rid, pasid, first_root=, second_root=) -> ops
+  flush(rid, pasid) -> invalidations after a page-table change
+  ops(ops) -> (writes, invalidations)
+  translate(rid, address, pasid=None, access="r", privileged=False) -> Walk
+  contexts() -> [PasidConfig] for every present translation context in memory
+  structures() -> [(hpa, size, kind, detail)] and edges() -> [(parent, child, label, entry)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from svmkit.scenario.model import bdf_str
+from svmkit.scenario.models import info
+
+
+@dataclass(frozen=True)
+class PasidConfig:
+    """What the IOMMU's structures in memory say for (rid, pasid): the kind
+    of translation (``first``, ``second``, ``nested``, ``pass-through``), the
+    stage roots and formats, and the entry that chose them (``entry``: its
+    HPA; ``entry_name``: the spec's name) so an audit can blame it."""
+
+    rid: int
+    pasid: int | None
+    kind: str
+    first_root: int = 0
+    first_levels: int = 4
+    first_fmt: str = "x86_64"
+    second_root: int = 0
+    second_levels: int = 4
+    second_fmt: str = "vtd_sl"
+    entry: int = 0
+    entry_name: str = ""
+    rid_pasid: bool = False
+
+
+class VtdAdapter:
+    """Intel VT-d scalable mode (VT-d spec ch. 9: root, scalable-mode
+    context, PASID directory and PASID-table entries) through
+    ``svmkit.vtd.Driver``. Each VM is its own domain (DID = VM index + 1);
+    the host's devices use DID 0x100 + their index."""
+
+    ttm = "scalable"
+
+    def __init__(self, s, mem, alloc, *, caches=None, invalidate=True):
+        from svmkit.vtd import CacheConfig, Driver, Iommu
+        self.s, self.mem, self.alloc = s, mem, alloc
+        self.minfo = info(s.model)
+        self.pasid_bits = s.options.get("pasid_bits", self.minfo.pasid_bits)
+        self.haw = max(39, s.phys_bits)
+        self.root = alloc.alloc()
+        kw = dict(root_table=self.root, ttm=self.ttm, haw=self.haw, pasid_width=self.pasid_bits)
+        self.iommu = Iommu(mem, caches=caches, **kw)
+        # Reads the structures as memory holds them, for audits: no caches,
+        # so a stale IOTLB never hides what a wrong entry allows.
+        self._plain = Iommu(mem, caches=CacheConfig(enabled=False), **kw)
+        self.driver = Driver(mem, alloc, self.iommu, invalidate=invalidate)
+
+    # -- driver operations --------------------------------------------------------------------
+
+    def _did(self, owner):
+        names = [v.name for v in self.s.vms]
+        return names.index(owner) + 1 if owner in names else 0x100
+
+    def attach(self, rid, *, second_root=None, second_levels=4, owner="host"):
+        """A device assigned to a VM gets the VM's second stage for requests
+        without PASID (its RID_PASID entry, PGTT second-level); a host device
+        gets a context with an empty PASID directory."""
+        return self.driver.attach(rid, did=self._did(owner), second_root=second_root,
+                                  second_levels=second_levels)
+
+    def bind(self, rid, pasid, *, first_root, first_levels=4, nested=False, second_root=None,
+             second_levels=4):
+        return self.driver.bind(rid, pasid, first_root=first_root, first_levels=first_levels,
+                                nested=nested, second_root=second_root,
+                                second_levels=second_levels)
+
+    def unbind(self, rid, pasid):
+        return self.driver.unbind(rid, pasid)
+
+    def modify(self, rid, pasid, *, first_root=None, second_root=None):
+        kw = {}
+        if first_root is not None:
+            kw["first_root"] = first_root
+        if second_root is not None:
+            kw["second_root"] = second_root
+        return self.driver.modify(rid, pasid, **kw)
+
+    def flush(self, rid, pasid, va=0, size=None):
+        """Invalidate what a page-table change of the bound process may have
+        left cached: the PASID-based IOTLB for the range (VT-d 6.5.2.4)."""
+        if size is None:
+            size, va = 1 << (12 + 9 * 4), 0
+        span = 1 << max(12, (size - 1).bit_length())
+        while (va & (span - 1)) + size > span:
+            span <<= 1
+        return self.driver.invalidate_range(rid, pasid, va & ~(span - 1), span).invalidations
+
+    @staticmethod
+    def ops(ops):
+        if isinstance(ops, tuple):       # already (writes, invalidations)
+            return ops
+        return list(ops.writes), list(ops.invalidations)
+
+    def translate(self, rid, address, *, pasid=None, access="r", privileged=False):
+        return self.iommu.translate(rid, address, pasid=pasid, access=access,
+                                    privileged=privileged)
+
+    # -- reading the structures from memory -------------------------------------------------
+
+    def _q(self, pa, n):
+        if pa + 8 * n > self.mem.size:
+            return None
+        return tuple(int(x) for x in np.frombuffer(self.mem.read(pa, 8 * n), dtype="<u8"))
+
+    def _contexts(self):
+        """Present scalable-mode context entries: (rid, entry HPA, decoded)."""
+        from svmkit.vtd import structures as S
+        out = []
+        for bus in range(256):
+            q = self._q(self.root + 16 * bus, 2)
+            if not q or not (q[0] or q[1]):
+                continue
+            r = S.sm_root_entry.decode(q)
+            for half, (p, ctp) in enumerate(((r["lp"], r["lctp"]), (r["up"], r["uctp"]))):
+                if not p:
+                    continue
+                for i in range(128):
+                    cpa = ctp + 32 * i
+                    cq = self._q(cpa, 4)
+                    if cq and cq[0] & 1:
+                        out.append((bus << 8 | (half << 7 | i), cpa, ctp,
+                                    S.sm_context_entry.decode(cq)))
+        return out
+
+    def _pasid_entries(self, ce):
+        """(pasid, entry HPA, table HPA, dir-entry HPA) of present entries."""
+        from svmkit.vtd import structures as S
+        n = S.pasid_dir_size(ce["pdts"])
+        base = ce["pasiddirptr"]
+        if base + 8 * n > self.mem.size:
+            return []
+        dirs = np.frombuffer(self.mem.read(base, 8 * n), dtype="<u8")
+        out = []
+        for i in np.nonzero(dirs & 1)[0]:
+            ptp = S.pasid_dir_entry.decode((int(dirs[i]),))["ptp"]
+            if ptp + 4096 > self.mem.size:
+                continue
+            tab = np.frombuffer(self.mem.read(ptp, 4096), dtype="<u8").reshape(64, 8)
+            for j in np.nonzero(tab[:, 0] & 1)[0]:
+                out.append((int(i) << 6 | int(j), ptp + 64 * int(j), ptp, base + 8 * int(i)))
+        return out
+
+    def contexts(self):
+        """Every (rid, pasid) with a present PASID entry, as the model decodes
+        it (``Iommu.configure`` without caches)."""
+        out = []
+        for rid, _cpa, _ctp, ce in self._contexts():
+            for pasid, epa, _t, _d in self._pasid_entries(ce):
+                cfg, err = self._plain.configure(rid, pasid=pasid)
+                if cfg is None:
+                    continue
+                out.append(PasidConfig(
+                    rid, pasid, cfg.pgtt, cfg.first_root, cfg.first_levels,
+                    self.minfo.first_fmt, cfg.second_root, cfg.second_levels,
+                    self.minfo.second_fmt, epa, "pasid-entry", pasid == ce["rid_pasid"]))
+        return out
+
+    def structures(self):
+        """(HPA, size, kind, detail) of every IOMMU structure in memory."""
+        from svmkit.vtd import structures as S
+        out = [(self.root, 4096, "root table", "")]
+        ctps = set()
+        for rid, cpa, ctp, ce in self._contexts():
+            if ctp not in ctps:
+                ctps.add(ctp)
+                out.append((ctp, 4096, "context table", f"bus {rid >> 8:02x}"))
+            size = max(4096, S.pasid_dir_size(ce["pdts"]) * 8)
+            out.append((ce["pasiddirptr"], size, "PASID directory", bdf_str(rid)))
+            for t in sorted({t for _p, _e, t, _d in self._pasid_entries(ce)}):
+                out.append((t, 4096, "PASID table", bdf_str(rid)))
+        return out
+
+    def edges(self):
+        """(parent HPA, child HPA, label, entry HPA) between structure pages
+        and on to the stage roots: the skeleton of the structure graph."""
+        from svmkit.vtd import structures as S
+        out = []
+        for rid, cpa, ctp, ce in self._contexts():
+            out.append((self.root, ctp, f"bus {rid >> 8:02x}", self.root + 16 * (rid >> 8)))
+            out.append((ctp, ce["pasiddirptr"], bdf_str(rid), cpa))
+            for pasid, epa, t, dpa in self._pasid_entries(ce):
+                out.append((ce["pasiddirptr"], t, f"dir {pasid >> 6:#x}", dpa))
+        return out
+
+
+ADAPTERS = {"vtd": VtdAdapter}
+
+
+def adapter_for(s, mem, alloc, **kw):
+    """The adapter of scenario ``s``'s model; ValueError when scenarios do
+    not build that model yet."""
+    cls = ADAPTERS.get(s.model)
+    if cls is None:
+        raise ValueError(f"model={s.model!r} cannot be built by scenarios yet; allowed: "
+                         f"{', '.join(ADAPTERS)}")
+    return cls(s, mem, alloc, **kw)
