@@ -1,0 +1,131 @@
+"""Building scenarios into memory through the VT-d model's Driver."""
+
+import random
+
+import pytest
+
+import svmkit
+from svmkit.scenario import Scenario, load
+
+pytest.importorskip("svmkit.vtd")
+
+
+def two_vms():
+    s = Scenario("two", model="vtd", memory=1 << 30)
+    s.vm("vm1", ram="64 MiB")
+    s.vm("vm2", ram="64 MiB", second_levels=3)
+    s.process("app", vm="vm1").map(0x400000, "2 MiB", "rw", page_size=4096) \
+        .map(0x7f0000000000, "16 KiB", "r")
+    s.process("app", vm="vm2").map(0x400000, "4 MiB", "rw")
+    s.process("drv").map(0x10000000, "1 MiB", "rw").map(0x20000000, "8 KiB", "r")
+    s.device("00:02.0", vm="vm1")
+    s.device("00:03.0", vm="vm2")
+    s.device("01:00.0")
+    s.bind("vm1/app", "00:02.0", 5)
+    s.bind("vm2/app", "00:03.0", 5)
+    s.bind("host/drv", "01:00.0", 1)
+    return s
+
+
+BINDS = [("vm1/app", "00:02.0", 5), ("vm2/app", "00:03.0", 5), ("host/drv", "01:00.0", 1)]
+
+
+def test_every_mapping_translates_to_its_own_pages():
+    s = two_vms()
+    b = s.build()
+    rng = random.Random(1)
+    for qname, dev, pasid in BINDS:
+        proc = s.get_process(qname)
+        for m in proc.maps:
+            for off in [0, m.size - 1] + [rng.randrange(m.size) for _ in range(5)]:
+                w = b.translate(dev, m.va + off, pasid=pasid)
+                assert w.ok, (qname, hex(m.va + off), w.fault)
+                sym = b.symbols.lookup(w.pa)
+                assert sym.owner == qname and sym.kind == f"pages at {m.va:#x}"
+                assert w.pa - sym.start == off
+                ww = b.translate(dev, m.va + off, pasid=pasid, access="w")
+                assert ww.ok == ("w" in m.perms)
+                if not ww.ok:
+                    assert ww.fault.reason == "permission"
+        # Outside every mapping: a fault, never an exception.
+        assert not b.translate(dev, 0x9000000000, pasid=pasid).ok
+
+
+def test_model_walk_equals_core_nested_walk():
+    """The IOMMU's page-table refs are those of svmkit.walk over the same
+    roots: the builder wrote one consistent set of tables."""
+    s = two_vms()
+    b = s.build()
+    for qname, dev, pasid in BINDS:
+        proc = s.get_process(qname)
+        va = proc.maps[0].va + 0x1234
+        w = b.translate(dev, va, pasid=pasid)
+        kw = dict(root=b.first[qname].root, levels=proc.levels, engine="reference")
+        if proc.owner != "host":
+            kw.update(second_root=b.second[proc.owner].root,
+                      second_levels=s.get_vm(proc.owner).second_levels)
+        else:
+            kw.update(user=False)
+        core = svmkit.walk(b.mem, va, **kw)
+        page = [(r.stage, r.level, r.address, r.guest_level) for r in w.refs
+                if r.stage in ("first", "second")]
+        assert page == [(r.stage, r.level, r.address, r.guest_level) for r in core.refs]
+        assert w.pa == core.pa
+
+
+def test_symbols_name_every_reference():
+    b = two_vms().build()
+    w = b.translate("00:02.0", 0x400000, pasid=5)
+    names = [b.name(r.address) for r in w.refs]
+    assert names[0].startswith("IOMMU root table")
+    assert names[1].startswith("IOMMU context table")
+    assert names[2].startswith("IOMMU PASID directory")
+    assert names[3].startswith("IOMMU PASID table")
+    firsts = [b.name(r.address) for r in w.refs if r.stage == "first"]
+    assert firsts[0].startswith("VM vm1 process 'app' PML4 table")
+    assert all(n.startswith("VM vm1 process 'app' ") for n in firsts)
+    seconds = {b.name(r.address).split(" +")[0] for r in w.refs if r.stage == "second"}
+    assert seconds <= {"VM vm1 SL-PML4 table", "VM vm1 SL-PDPT table", "VM vm1 SL-PD table",
+                       "VM vm1 SL-PT table"}
+
+
+def test_steps_unbind_remap_and_pasid_entry_edit():
+    s = two_vms()
+    s.step("unmap", process="host/drv", va=0x10000000, size="1 MiB")
+    s.step("map", process="host/drv", va=0x10000000, size="4 KiB", perms="r")
+    s.step("pasid-entry", device="00:02.0", pasid=5, second_of="vm2")
+    s.step("unbind", device="01:00.0", pasid=1)
+    b = s.build()
+    before = b.translate("01:00.0", 0x10000000, pasid=1, access="w")
+    assert before.ok
+    label, writes, invs = b.apply()
+    assert writes and invs, "an unmap writes leaves and invalidates the IOTLB"
+    assert not b.translate("01:00.0", 0x10000000, pasid=1).ok
+    b.apply()
+    w = b.translate("01:00.0", 0x10000000, pasid=1, access="w")
+    assert not w.ok and w.fault.reason == "permission"
+    assert b.translate("01:00.0", 0x10000000, pasid=1).ok
+    # vm1's PASID 5 now walks through vm2's second stage.
+    _, writes, invs = b.apply()
+    assert any("pasid-entry" in wr[3] for wr in writes)
+    from svmkit.vtd import PasidCacheInv
+    assert isinstance(invs[0], PasidCacheInv) and invs[0].pasid == 5
+    w = b.translate("00:02.0", 0x400000, pasid=5)
+    for r in w.refs:
+        if r.stage == "second":
+            assert b.name(r.address).startswith("VM vm2 ")
+    b.apply()
+    w = b.translate("01:00.0", 0x10000000, pasid=1)
+    assert not w.ok and w.fault.stage == "pasid-entry"
+    with pytest.raises(ValueError, match="step"):
+        b.apply()
+
+
+def test_shipped_examples_build():
+    from svmkit.scenario import examples
+    for name in examples():
+        s = load(name)
+        if s.model != "vtd":
+            continue
+        b = s.build(run_steps=True)
+        assert b.steps_done == len(s.steps)
