@@ -182,7 +182,8 @@ def _rights_str(bits) -> str:
     return s
 
 
-def leaves(mem, root, fmt, levels, *, phys_bits=52, to_host=None, tables=None, **options):
+def leaves(mem, root, fmt, levels, *, phys_bits=52, to_host=None, tables=None, edges=None,
+           **options):
     """Every mapping of the page table at ``root`` as :class:`Extent` s, one per
     leaf, in input-address order.
 
@@ -193,7 +194,9 @@ def leaves(mem, root, fmt, levels, *, phys_bits=52, to_host=None, tables=None, *
     3.6/3.7). Malformed or not-present entries map nothing. ``to_host`` maps a
     table address to the HPA it is stored at (a guest's tables: the second
     stage), returning None when it is not backed. ``tables``, when a dict,
-    receives ``{table address: level}`` of every table visited.
+    receives ``{table address: level}`` of every table visited; ``edges``,
+    when a list, ``(table, child table, index, entry HPA)`` for each table
+    entry followed.
     """
     import numpy as np
 
@@ -233,7 +236,10 @@ def leaves(mem, root, fmt, levels, *, phys_bits=52, to_host=None, tables=None, *
                 out.append(Extent(va, L.to_u64(e) & L.to_u64(d[level, L.L_LEAF_ADDR]),
                                   1 << shift, _rights_str(g), host + 8 * int(i)))
             else:
-                visit(L.to_u64(e) & table_mask, nxt, va, g)
+                child = L.to_u64(e) & table_mask
+                if edges is not None:
+                    edges.append((table, child, int(i), host + 8 * int(i)))
+                visit(child, nxt, va, g)
 
     visit(root, levels, 0, ALL_RIGHTS)
     out.sort(key=lambda x: x.va)
@@ -290,3 +296,289 @@ def merge_pieces(pieces) -> list[tuple]:
                 continue
         out.append(p)
     return out
+
+
+# -- a built scenario: reach, audit, structure and mapping graphs ----------------------------
+
+def _to_host_fn(second):
+    """GPA -> HPA through second-stage extents (None where unmapped)."""
+    import bisect
+    sec = sorted(second, key=lambda x: x.va)
+    starts = [x.va for x in sec]
+
+    def to_host(gpa):
+        i = bisect.bisect_right(starts, gpa) - 1
+        if i >= 0 and sec[i].va <= gpa < sec[i].end:
+            return sec[i].pa + (gpa - sec[i].va)
+        return None
+    return to_host
+
+
+def _ctx_name(cfg):
+    from svmkit.scenario.model import bdf_str
+    return f"{bdf_str(cfg.rid)} PASID {cfg.pasid}"
+
+
+@dataclass
+class Reach:
+    """What one device and PASID can reach in host memory, as the structures
+    in memory say. ``domain`` is whose it should be (the bound process's VM,
+    or "host"); ``ranges`` are ``(hpa, size, rights, leaf entry HPA)``
+    merged; ``config`` the decoded PASID entry (adapters.PasidConfig)."""
+
+    device: str
+    pasid: int
+    domain: str
+    kind: str
+    ranges: list
+    config: object
+    why: str = ""
+
+
+@dataclass
+class Finding:
+    """One isolation problem: ``device``/``pasid`` (of ``domain``) reaches
+    ``size`` bytes at ``hpa`` belonging to ``victim`` with ``rights``;
+    ``cause`` names the entry responsible, ``entry`` its HPA."""
+
+    kind: str          # "foreign" (another domain's memory), "iommu" (the
+                       # IOMMU's own structures, writable) or "overlap"
+    device: str
+    pasid: int
+    domain: str
+    victim: str
+    hpa: int
+    size: int
+    rights: str
+    cause: str
+    entry: int
+
+
+@dataclass
+class Audit:
+    reaches: list
+    findings: list
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def _expected_domain(built, cfg):
+    from svmkit.scenario.model import HOST
+    q = built.binds.get((cfg.rid, cfg.pasid))
+    if q is not None:
+        return q.split("/")[0]
+    for d in built.scenario.devices:
+        if d.rid == cfg.rid:
+            return d.owner if not d.shared else HOST
+    return HOST
+
+
+def reach(built, cfg) -> Reach:
+    """HPA ranges device ``cfg.rid`` can reach at ``cfg.pasid``.
+
+    first: what the first-stage table maps (VT-d 3.6); second: what the
+    second stage maps (3.7); nested: everything the second stage maps,
+    because the guest owns the first stage and may point it anywhere in its
+    GPA space (3.8); pass-through: all of memory (9.6, PGTT 100b)."""
+    from svmkit.scenario.model import bdf_str
+    mem = built.mem
+    if cfg.kind == "first":
+        ex = leaves(mem, cfg.first_root, cfg.first_fmt, cfg.first_levels)
+        why = f"first stage at {cfg.first_root:#x}"
+    elif cfg.kind in ("second", "nested"):
+        ex = leaves(mem, cfg.second_root, cfg.second_fmt, cfg.second_levels)
+        why = f"second stage at {cfg.second_root:#x}"
+    elif cfg.kind == "pass-through":
+        ex = [Extent(0, 0, mem.size, "rwxu", cfg.entry)]
+        why = "pass-through"
+    else:
+        ex, why = [], cfg.kind
+    by_pa = sorted((Extent(x.pa, x.pa, x.size, x.rights, x.entry) for x in ex),
+                   key=lambda x: x.va)
+    ranges = [(x.pa, x.size, x.rights, x.entry) for x in merge(by_pa)]
+    return Reach(bdf_str(cfg.rid), cfg.pasid, _expected_domain(built, cfg), cfg.kind, ranges,
+                 cfg, why)
+
+
+def _domains(built):
+    """Sorted (start, end, domain) regions: each VM's RAM; the rest is host."""
+    return sorted((b, b + n, vm) for vm, (b, n) in built.vm_ram.items())
+
+
+def _split_by_domain(built, hpa, size):
+    """Pieces ``(start, end, domain)`` of ``hpa .. hpa+size``."""
+    from svmkit.scenario.model import HOST
+    out, a, end = [], hpa, hpa + size
+    for b0, b1, vm in _domains(built):
+        if b1 <= a or b0 >= end:
+            continue
+        if a < b0:
+            out.append((a, b0, HOST))
+        out.append((max(a, b0), min(end, b1), vm))
+        a = min(end, b1)
+    if a < end:
+        out.append((a, end, HOST))
+    return out
+
+
+def audit(built) -> Audit:
+    """For each device and PASID with a present entry: its reach, and every
+    range it should not have: another domain's memory (a VM's RAM for the
+    host or another VM; host memory for a VM's device), writable IOMMU
+    structures, and overlaps between reaches of different domains. Each
+    finding names the entry that causes it (the PASID entry, and the leaf
+    that maps the range)."""
+    reaches = [reach(built, cfg) for cfg in built.adapter.contexts()]
+    findings = []
+    sym = built.symbols
+    iommu_pages = [(s.start, s.end) for s in sym.items if s.owner == "iommu"]
+    for r in reaches:
+        cfg = r.config
+        for hpa, size, rights, leaf in r.ranges:
+            for a, b, dom in _split_by_domain(built, hpa, size):
+                if dom != r.domain:
+                    root = cfg.second_root if r.kind in ("second", "nested") else cfg.first_root
+                    cause = (f"{cfg.entry_name} at {cfg.entry:#x} selects {r.why}"
+                             f" ({sym.name(root)})" if r.kind != "pass-through" else
+                             f"{cfg.entry_name} at {cfg.entry:#x} is pass-through")
+                    cause += f"; leaf at {leaf:#x}" if r.kind != "pass-through" else ""
+                    findings.append(Finding("foreign", r.device, r.pasid, r.domain, dom, a,
+                                            b - a, rights, cause, cfg.entry))
+            if "w" in rights:
+                for s0, s1 in iommu_pages:
+                    lo, hi = max(s0, hpa), min(s1, hpa + size)
+                    if lo < hi:
+                        findings.append(Finding(
+                            "iommu", r.device, r.pasid, r.domain, "iommu", lo, hi - lo, rights,
+                            f"leaf at {leaf:#x} maps {sym.name(lo)} writable", leaf))
+    # Overlaps between reaches of different domains (a sweep over all ranges).
+    spans = sorted((hpa, hpa + size, i, leaf) for i, r in enumerate(reaches)
+                   for hpa, size, _rt, leaf in r.ranges)
+    active = []
+    seen = set()
+    for a0, a1, i, leaf in spans:
+        active = [x for x in active if x[1] > a0]
+        for b0, b1, j, leaf_b in active:
+            ri, rj = reaches[i], reaches[j]
+            if ri.domain != rj.domain and (j, i) not in seen:
+                seen.add((j, i))
+                lo, hi = max(a0, b0), min(a1, b1)
+                findings.append(Finding(
+                    "overlap", ri.device, ri.pasid, ri.domain, rj.domain, lo, hi - lo, "",
+                    f"{ri.config.entry_name} at {ri.config.entry:#x} (leaf at {leaf:#x}) "
+                    f"and {rj.device} PASID {rj.pasid}'s {rj.config.entry_name} at "
+                    f"{rj.config.entry:#x} (leaf at {leaf_b:#x}) reach the same memory",
+                    ri.config.entry))
+        active.append((a0, a1, i, leaf))
+    return Audit(reaches, findings)
+
+
+def structure_graph(built) -> nx.DiGraph:
+    """Root, context, PASID directory, PASID tables, page tables and the
+    frames they map, as a DiGraph keyed by HPA (frames by
+    ``("frames", hpa, size)``). Node attributes: ``kind``, ``label``,
+    ``owner`` and ``domain`` (from the symbol table), ``level`` for page
+    tables. Edge attributes: ``label`` and ``entry`` (the HPA of the entry
+    that points)."""
+    from svmkit import formats
+    from svmkit.render.text import size_name
+    from svmkit.scenario.build import table_name
+    g = nx.DiGraph()
+    sym = built.symbols
+
+    def node(hpa, kind, label=None, **kw):
+        s = sym.lookup(hpa)
+        owner = s.owner if s else "unowned"
+        if hpa not in g:
+            g.add_node(hpa, kind=kind, owner=owner, domain=s.domain if s else "host",
+                       label=label or f"{kind}\n{hpa:#x}", hpa=hpa, **kw)
+        return hpa
+
+    for hpa, _size, kind, detail in built.adapter.structures():
+        node(hpa, kind, f"{kind}\n{detail or hex(hpa)}")
+    for parent, child, label, entry in built.adapter.edges():
+        g.add_edge(node(parent, "structure"), node(child, "structure"), label=label, entry=entry)
+    for cfg in built.adapter.contexts():
+        ptab = cfg.entry & ~0xFFF
+        node(ptab, "PASID table")
+        stages = []
+        second = None
+        if cfg.kind in ("second", "nested"):
+            second = leaves(built.mem, cfg.second_root, cfg.second_fmt, cfg.second_levels)
+            stages.append(("slptptr", cfg.second_root, cfg.second_fmt, cfg.second_levels, None))
+        if cfg.kind in ("first", "nested"):
+            th = _to_host_fn(second) if cfg.kind == "nested" else None
+            stages.append(("flptptr", cfg.first_root, cfg.first_fmt, cfg.first_levels, th))
+        for field_name, root, fmt, levels, to_host in stages:
+            f = formats.get(fmt)
+            tables, edges = {}, []
+            ex = leaves(built.mem, root, fmt, levels, to_host=to_host, tables=tables, edges=edges)
+            h = to_host or (lambda a: a)
+            for t, lv in tables.items():
+                ht = h(t)
+                if ht is not None:
+                    s = sym.lookup(ht)
+                    node(ht, "page table", f"{table_name(f, lv)}\n{s.owner if s else hex(ht)}",
+                         level=lv, fmt=fmt)
+            if h(root) is not None:
+                g.add_edge(ptab, h(root), label=f"PASID {cfg.pasid} {field_name}",
+                           entry=cfg.entry)
+            for t, c, i, entry in edges:
+                if h(t) is not None and h(c) is not None:
+                    g.add_edge(h(t), h(c), label=f"[{i}]", entry=entry)
+            if cfg.kind == "nested" and field_name == "flptptr":
+                continue    # its frames are GPAs: the second stage's frames show them
+            for x in merge([Extent(e.pa, e.pa, e.size, e.rights, e.entry) for e in ex]):
+                key = ("frames", x.pa, x.size)
+                s = sym.lookup(x.pa)
+                if key not in g:
+                    g.add_node(key, kind="frames", owner=s.owner if s else "unowned",
+                               domain=s.domain if s else "host", hpa=x.pa, size=x.size,
+                               label=f"frames {x.pa:#x}\n+{size_name(x.size)} {x.rights}")
+                for e in ex:
+                    if x.pa <= e.pa < x.pa + x.size:
+                        g.add_edge(e.entry & ~0xFFF, key, label=e.rights, entry=e.entry)
+    return g
+
+
+def mapping_graph(built) -> nx.DiGraph:
+    """GVA ranges -> GPA ranges -> HPA ranges, per PASID (device and PASID)
+    and per VM, merged into ranges. Nodes are ``("gva", "00:02.0 PASID 5",
+    start, size)``, ``("gpa", vm, start, size)`` and ``("hpa", start,
+    size)`` with ``label`` and ``owner``; edges carry ``rights``."""
+    g = nx.DiGraph()
+    sym = built.symbols
+    vm_of = {pt.root: vm for vm, pt in built.second.items()}
+    for cfg in built.adapter.contexts():
+        ctx = _ctx_name(cfg)
+        if cfg.kind == "first":
+            for x in merge(leaves(built.mem, cfg.first_root, cfg.first_fmt, cfg.first_levels)):
+                a = ("gva", ctx, x.va, x.size)
+                b = ("hpa", x.pa, x.size)
+                g.add_node(a, label=f"{ctx}\nVA {x.va:#x} +{x.size:#x}", owner=ctx)
+                g.add_node(b, label=f"HPA {x.pa:#x}\n+{x.size:#x}", owner=sym.domain(x.pa))
+                g.add_edge(a, b, rights=x.rights)
+        elif cfg.kind in ("second", "nested"):
+            vm = vm_of.get(cfg.second_root, f"sl@{cfg.second_root:#x}")
+            second = leaves(built.mem, cfg.second_root, cfg.second_fmt, cfg.second_levels)
+            for x in merge(second):
+                a = ("gpa", vm, x.va, x.size)
+                b = ("hpa", x.pa, x.size)
+                g.add_node(a, label=f"{vm} GPA {x.va:#x}\n+{x.size:#x}", owner=vm)
+                g.add_node(b, label=f"HPA {x.pa:#x}\n+{x.size:#x}", owner=sym.domain(x.pa))
+                g.add_edge(a, b, rights=x.rights)
+            if cfg.kind == "nested":
+                first = merge(leaves(built.mem, cfg.first_root, cfg.first_fmt, cfg.first_levels,
+                                     to_host=_to_host_fn(second)))
+                # A GVA range goes to the GPA range (of the merged second
+                # stage) that holds it.
+                sec_nodes = [n for n in g if n[0] == "gpa" and n[1] == vm]
+                for gva, gpa, _hpa, size, rights, _e1, _e2 in merge_pieces(compose(first, second)):
+                    a = ("gva", ctx, gva, size)
+                    g.add_node(a, label=f"{ctx}\nGVA {gva:#x} +{size:#x}", owner=ctx)
+                    for n in sec_nodes:
+                        if n[2] <= gpa < n[2] + n[3]:
+                            g.add_edge(a, n, rights=rights, gpa=gpa)
+    return g

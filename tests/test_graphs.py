@@ -110,3 +110,100 @@ def test_leaves_skips_malformed_and_cycles():
     assert [x.va for x in ex if x.pa == 0x5000] == [0x1000]
     assert not any(x.pa == 0x40000000 for x in ex)
     assert root in tables
+
+
+# -- built scenarios ----------------------------------------------------------------------------
+
+
+
+def _built(name, **changes):
+    pytest.importorskip("svmkit.vtd")
+    from svmkit.scenario import load
+    s = load(name)
+    for k, v in changes.items():
+        setattr(s, k, v)
+    return s, s.build()
+
+
+def _pasid_entry_hpa(b, device, pasid):
+    w = b.translate(device, 0, pasid=pasid)
+    return next(r.address for r in w.refs if r.structure == "pasid-entry")
+
+
+def test_audit_catches_wrong_pasid_entry():
+    from svmkit.graphs import audit
+    s, b = _built("broken-isolation")
+    a = audit(b)
+    assert not a.ok
+    foreign = [f for f in a.findings if f.kind == "foreign"]
+    assert {(f.device, f.pasid, f.domain, f.victim) for f in foreign} == {
+        ("00:02.0", 5, "vm1", "vm2")}
+    f = foreign[0]
+    assert f.entry == _pasid_entry_hpa(b, "00:02.0", 5)
+    base, size = b.vm_ram["vm2"]
+    assert (f.hpa, f.size) == (base, size)
+    # The same file with the entry right is clean.
+    s.binds[0].second_of = None
+    assert audit(s.build()).ok
+
+
+def test_audit_after_a_step_that_breaks_isolation():
+    from svmkit.graphs import audit
+    pytest.importorskip("svmkit.vtd")
+    from svmkit.scenario import load
+    s = load("two-vms-shared-device")
+    s.step("pasid-entry", device="00:04.0", pasid=2, second_of="vm1")
+    b = s.build()
+    assert audit(b).ok
+    b.apply()
+    a = audit(b)
+    hit = [f for f in a.findings if f.kind == "foreign"]
+    assert [(f.device, f.pasid, f.domain, f.victim) for f in hit] == [("00:04.0", 2, "vm2", "vm1")]
+    assert hit[0].entry == _pasid_entry_hpa(b, "00:04.0", 2)
+    assert any(f.kind == "overlap" for f in a.findings)
+
+
+def test_audit_host_process_reach_is_its_mappings():
+    from svmkit.graphs import audit
+    s, b = _built("userspace-driver-2017")
+    a = audit(b)
+    assert a.ok and len(a.reaches) == 1
+    r = a.reaches[0]
+    assert r.kind == "first" and r.domain == "host"
+    total = sum(size for _hpa, size, _r, _l in r.ranges)
+    assert total == sum(m.size for m in s.get_process("host/udrv").maps)
+    for hpa, size, rights, _leaf in r.ranges:
+        assert b.symbols.lookup(hpa).owner == "host/udrv"
+
+
+def test_walk_path_lies_on_structure_graph():
+    from svmkit.graphs import structure_graph
+    s, b = _built("nested-vtd")
+    g = structure_graph(b)
+    w = b.translate("00:02.0", 0x600000 + 0x1234, pasid=5)
+    assert w.ok
+    for r in w.refs:
+        assert (r.address & ~0xFFF) in g, (r, b.name(r.address))
+    # Ownership attributes come from the symbol table.
+    kinds = {d["kind"] for _, d in g.nodes(data=True)}
+    assert {"root table", "context table", "PASID directory", "PASID table", "page table",
+            "frames"} <= kinds
+    owners = {d["owner"] for _, d in g.nodes(data=True) if d["kind"] == "page table"}
+    assert {"vm1", "vm1/app"} <= owners
+
+
+def test_mapping_graph_ranges_agree_with_translation():
+    from svmkit.graphs import mapping_graph
+    s, b = _built("nested-vtd")
+    g = mapping_graph(b)
+    gva = sorted(n for n in g if n[0] == "gva")
+    maps = s.get_process("vm1/app").maps
+    assert sum(n[3] for n in gva) == sum(m.size for m in maps)
+    for n in gva:
+        (gpa_node,) = list(g.successors(n))
+        gpa = g.edges[n, gpa_node]["gpa"]
+        (hpa_node,) = list(g.successors(gpa_node))
+        hpa = hpa_node[1] + (gpa - gpa_node[2])
+        for off in (0, n[3] - 1):
+            w = b.translate("00:02.0", n[2] + off, pasid=5)
+            assert w.ok and w.pa == hpa + off

@@ -157,3 +157,72 @@ def walk_text(walk, *, title: str | None = None, name: str = "address") -> str:
     parts.append("")
     parts.append(walk_grid_text(walk))
     return "\n".join(parts) + "\n"
+
+
+def _wrap(text, indent="   "):
+    return [l for l in textwrap.wrap(text, WIDTH, initial_indent=indent,
+                                     subsequent_indent=indent + "  ")]
+
+
+def audit_text(audit, *, title: str | None = None) -> str:
+    """An isolation audit (:func:`svmkit.graphs.audit`) for a mail: what each
+    device and PASID reaches, then every finding with its cause."""
+    lines = [_fit(title)] if title else []
+    lines.append("device  PASID kind          domain  reaches (HPA, rights)")
+    for r in audit.reaches:
+        head = f"{r.device} {r.pasid:>6} {r.kind:<13} {r.domain:<7}"
+        if not r.ranges:
+            lines.append(_fit(f"{head} nothing"))
+        for k, (hpa, size, rights, _leaf) in enumerate(r.ranges):
+            rng = f"{hx(hpa)}+{size_name(size)} {rights}"
+            lines.append(_fit((head if k == 0 else " " * len(head)) + " " + rng))
+    lines.append("")
+    if audit.ok:
+        lines.append("no findings: every device and PASID stays in its own domain")
+    else:
+        lines.append(f"FINDINGS: {len(audit.findings)}")
+        for i, f in enumerate(audit.findings, 1):
+            what = {"foreign": f"reaches {f.victim} memory",
+                    "iommu": "can write IOMMU structures",
+                    "overlap": f"overlaps {f.victim}"}[f.kind]
+            lines += _wrap(f"{i}. {f.device} PASID {f.pasid} ({f.domain}) {what}", "")
+            lines += _wrap(f"HPA {hx(f.hpa)}..{hx(f.hpa + f.size - 1)} "
+                           f"({size_name(f.size)}) {f.rights}".rstrip())
+            lines += _wrap(f"cause: {f.cause}")
+    return "\n".join(lines) + "\n"
+
+
+def tree_text(g, *, root=None, max_children: int = 12) -> str:
+    """A structure graph (:func:`svmkit.graphs.structure_graph`) as an
+    indented tree from its root table: one node a line, the pointing entry's
+    label first. A node reached twice is printed once, then referred to."""
+    if root is None:
+        srcs = [n for n in g if g.in_degree(n) == 0]
+        srcs.sort(key=lambda n: (g.nodes[n].get("kind") != "root table", str(n)))
+        roots = srcs
+    else:
+        roots = [root]
+    lines, seen = [], set()
+
+    def label(n):
+        d = g.nodes[n]
+        text = d.get("label", str(n)).replace("\n", ", ")
+        return text
+
+    def visit(n, depth, via):
+        pre = "  " * depth + (f"{via}: " if via else "")
+        if n in seen:
+            lines.append(_fit(pre + f"(see above) {label(n)}"))
+            return
+        seen.add(n)
+        lines.append(_fit(pre + label(n)))
+        kids = list(g.successors(n))
+        for k, c in enumerate(kids):
+            if k == max_children:
+                lines.append(_fit("  " * (depth + 1) + f"... {len(kids) - k} more"))
+                break
+            visit(c, depth + 1, g.edges[n, c].get("label", ""))
+
+    for r in roots:
+        visit(r, 0, "")
+    return "\n".join(lines) + "\n"

@@ -301,16 +301,16 @@ class Built:
                 invs += self.adapter.flush(rid, pasid, va, size)
         return invs
 
-    def _bind(self, qname, rid, pasid):
+    def _bind(self, qname, rid, pasid, second_of=None):
         proc = self.scenario.get_process(qname)
         pt = self.first[qname]
         if proc.owner == HOST:
             ops = self.adapter.bind(rid, pasid, first_root=pt.root, first_levels=proc.levels)
         else:
-            sl = self.second[proc.owner]
+            vm = second_of or proc.owner
             ops = self.adapter.bind(rid, pasid, first_root=pt.root, first_levels=proc.levels,
-                                    nested=True, second_root=sl.root,
-                                    second_levels=self.scenario.get_vm(proc.owner).second_levels)
+                                    nested=True, second_root=self.second[vm].root,
+                                    second_levels=self.scenario.get_vm(vm).second_levels)
         self.binds[(rid, pasid)] = qname
         return ops
 
@@ -367,7 +367,8 @@ def build(s, *, engine="auto", caches=None, run_steps=False, **model_options) ->
         b._register_tables(p.qname, pt, sp.to_host)
     # Devices, then binds, through the model's driver.
     for d in s.devices:
-        if d.owner == HOST:
+        if d.owner == HOST or d.shared:
+            # A shared device's context is the host's; its PASIDs go to VMs.
             ops = adapter.attach(d.rid, owner=HOST)
         else:
             v = s.get_vm(d.owner)
@@ -376,7 +377,7 @@ def build(s, *, engine="auto", caches=None, run_steps=False, **model_options) ->
         b.log.append((f"attach {d.bdf}", *adapter.ops(ops)))
     for bd in s.binds:
         rid = s.get_device(bd.device).rid
-        ops = b._bind(bd.process, rid, bd.pasid)
+        ops = b._bind(bd.process, rid, bd.pasid, bd.second_of)
         b.log.append((f"bind {bd.process} to {bdf_str(rid)} PASID {bd.pasid}", *adapter.ops(ops)))
     b._register_structures()
     if run_steps:

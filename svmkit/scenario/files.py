@@ -21,7 +21,7 @@ VM_KEYS = ("name", "ram", "second_levels", "process")
 PROC_KEYS = ("name", "levels", "map")
 MAP_KEYS = ("va", "size", "perms", "page_size")
 DEV_KEYS = ("bdf", "name", "vm")
-BIND_KEYS = ("process", "device", "pasid")
+BIND_KEYS = ("process", "device", "pasid", "second_of")
 HEX_KEYS = {"va"}
 
 
@@ -124,15 +124,21 @@ def from_dict(d: dict, *, file: str | None = None, validate: bool = True) -> Sce
     for i, x in enumerate(r.array(d, "device", "")):
         p = f"device[{i}]"
         x = r.table(x, p, DEV_KEYS)
+        vm = x.get("vm", HOST)
+        if isinstance(vm, list) and all(isinstance(v, str) for v in vm) and vm:
+            owner = list(vm)
+        else:
+            owner = r.get(x, "vm", p, "str", HOST)
         s.devices.append(Device(r.get(x, "bdf", p, "str", "", required=True),
-                                r.get(x, "name", p, "str"), r.get(x, "vm", p, "str", HOST)))
+                                r.get(x, "name", p, "str"), owner))
     for i, x in enumerate(r.array(d, "bind", "")):
         p = f"bind[{i}]"
         x = r.table(x, p, BIND_KEYS)
         proc = r.get(x, "process", p, "str", "", required=True)
         s.binds.append(Bind(proc if "/" in proc else f"{HOST}/{proc}",
                             r.get(x, "device", p, "str", "", required=True),
-                            r.get(x, "pasid", p, "int", 0, required=True)))
+                            r.get(x, "pasid", p, "int", 0, required=True),
+                            r.get(x, "second_of", p, "str")))
     for i, x in enumerate(r.array(d, "step", "")):
         p = f"step[{i}]"
         if not isinstance(x, dict):
@@ -173,7 +179,9 @@ def to_dict(s: Scenario) -> dict:
                 "process": [proc(p) for p in v.processes]} for v in s.vms]
     d["device"] = [{k: v for k, v in (("bdf", x.bdf), ("name", x.name), ("vm", x.owner))
                     if v is not None and not (k == "vm" and v == HOST)} for x in s.devices]
-    d["bind"] = [{"process": b.process, "device": b.device, "pasid": b.pasid} for b in s.binds]
+    d["bind"] = [{k: v for k, v in (("process", b.process), ("device", b.device),
+                                     ("pasid", b.pasid), ("second_of", b.second_of))
+                  if v is not None} for b in s.binds]
     steps = []
     for st in s.steps:
         e = {"action": st.action}

@@ -99,22 +99,39 @@ class Vm:
 
 @dataclass
 class Device:
+    """A PCI function. ``owner``: "host", a VM's name (the device is assigned
+    to it: its requests without PASID go through the VM's second stage), or a
+    list of VM names: a device whose PASIDs are shared out between VMs
+    (Intel Scalable IOV's assignable interfaces), owned by the host."""
+
     bdf: str
     name: str | None = None
-    owner: str = HOST
+    owner: str | list = HOST
 
     @property
     def rid(self) -> int:
         return parse_bdf(self.bdf)
 
+    @property
+    def owners(self) -> list:
+        return list(self.owner) if isinstance(self.owner, (list, tuple)) else [self.owner]
+
+    @property
+    def shared(self) -> bool:
+        return isinstance(self.owner, (list, tuple))
+
 
 @dataclass
 class Bind:
-    """Process ``process`` (qualified name) bound to ``device`` at ``pasid``."""
+    """Process ``process`` (qualified name) bound to ``device`` at ``pasid``.
+    ``second_of`` names the VM whose second stage the PASID entry uses; None
+    (the right thing) is the process's own VM. Another VM's is the classic
+    VMM mistake an audit must catch."""
 
     process: str
     device: str
     pasid: int
+    second_of: str | None = None
 
 
 @dataclass
@@ -190,13 +207,16 @@ class Scenario:
         return p
 
     def device(self, bdf, name=None, vm=None) -> Device:
+        """``vm``: None for the host, a VM name, or a list of VM names for a
+        device whose PASIDs are shared between VMs."""
         parse_bdf(bdf)
-        d = Device(bdf, name, vm or HOST)
+        d = Device(bdf, name, list(vm) if isinstance(vm, (list, tuple)) else vm or HOST)
         self.devices.append(d)
         return d
 
-    def bind(self, process, device, pasid) -> Bind:
-        b = Bind(process if "/" in process else f"{HOST}/{process}", device, int(pasid))
+    def bind(self, process, device, pasid, second_of=None) -> Bind:
+        b = Bind(process if "/" in process else f"{HOST}/{process}", device, int(pasid),
+                 second_of)
         self.binds.append(b)
         return b
 

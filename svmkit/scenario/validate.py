@@ -165,9 +165,10 @@ def check(s, file=None):
             problems.append(Problem(f"{p}.bdf", f"{d.bdf!r} is already device[{rids[rid]}]",
                                     "one entry per device"))
         rids[rid] = i
-        if d.owner != HOST and s.get_vm(d.owner) is None:
-            problems.append(Problem(f"{p}.vm", f"{d.owner!r} is not a VM of this scenario",
-                                    ", ".join(v.name for v in s.vms) or "no VM defined"))
+        for o in d.owners:
+            if o != HOST and s.get_vm(o) is None or (d.shared and o == HOST):
+                problems.append(Problem(f"{p}.vm", f"{o!r} is not a VM of this scenario",
+                                        ", ".join(v.name for v in s.vms) or "no VM defined"))
     def check_pasid(path, pasid):
         if not isinstance(pasid, int) or isinstance(pasid, bool) or \
                 not 1 <= pasid < (1 << pasid_bits):
@@ -184,9 +185,9 @@ def check(s, file=None):
         if de is None:
             problems.append(Problem(f"{path}.device", f"{dev!r} is not a device of this scenario",
                                     ", ".join(d.bdf for d in s.devices) or "no device defined"))
-        if pr is not None and de is not None and pr.owner != de.owner:
+        if pr is not None and de is not None and pr.owner not in de.owners:
             problems.append(Problem(path, f"process {proc!r} is in {pr.owner!r} but device "
-                                    f"{dev!r} is assigned to {de.owner!r}",
+                                    f"{dev!r} is assigned to {' and '.join(de.owners)!r}",
                                     "a device bound to a process of its own host or VM"))
 
     bound = {}
@@ -194,6 +195,14 @@ def check(s, file=None):
         p = f"bind[{i}]"
         check_pasid(f"{p}.pasid", b.pasid)
         check_bind(p, b.process, b.device)
+        if b.second_of is not None:
+            pr = s.get_process(b.process)
+            if s.get_vm(b.second_of) is None:
+                problems.append(Problem(f"{p}.second_of", f"{b.second_of!r} is not a VM",
+                                        ", ".join(v.name for v in s.vms) or "no VM defined"))
+            elif pr is not None and pr.owner == HOST:
+                problems.append(Problem(f"{p}.second_of", "a host process has no second stage",
+                                        "second_of only for a process in a VM"))
         key = (s.get_device(b.device).rid if s.get_device(b.device) else b.device, b.pasid)
         if key in bound:
             problems.append(Problem(f"{p}.pasid", f"PASID {b.pasid} of {b.device} is already "
