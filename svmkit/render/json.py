@@ -63,3 +63,10 @@ def walk_to_dict(walk, **context) -> dict:
 def walk_json(walk, *, indent: int | None = 2, **context) -> str:
     """:func:`walk_to_dict` serialised, keys in a fixed order."""
     return _json.dumps(walk_to_dict(walk, **context), indent=indent)
+
+
+def scenario_json(s, *, indent: int | None = 2) -> str:
+    """A scenario as JSON: the same data as its TOML file (schema
+    ``svmkit-scenario/1``, docs/scenarios.md), addresses as numbers."""
+    from svmkit.scenario import to_dict
+    return _json.dumps(to_dict(s), indent=indent)

@@ -119,7 +119,7 @@ def walk_grid_text(walk) -> str:
     sl = grid.second_levels
     head = f"{'row':<10} " + "".join(f"S{l:<3}" for l in sl)
     if grid.first_levels:
-        head += ("  " if sl else "") + "guest entry"
+        head += "  guest entry" if sl else "entry"
     lines.append(head.rstrip())
     have = {r.guest_level: r for r in grid.rows}
     for gl in grid.row_levels:
