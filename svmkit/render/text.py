@@ -141,7 +141,8 @@ def walk_grid_text(walk) -> str:
         lines.append(_fit(f"{label:<10} {cells}{tail}".rstrip()))
     n_page = sum(len(r.second) + (r.first is not None) for r in grid.rows)
     if grid.nested:
-        lines.append(_fit(f"{n_page} page-table refs + {len(grid.prefix)} structure refs "
+        extra = f" + {len(grid.prefix)} structure refs" if grid.prefix else ""
+        lines.append(_fit(f"{n_page} page-table refs{extra} "
                           f"({grid.full_refs} in a full walk of 4 KiB pages)"))
     return "\n".join(lines)
 
