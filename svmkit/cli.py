@@ -75,7 +75,7 @@ def _built(args):
     s = _load(args.scenario)
     with progress(f"building {s.name}"):
         try:
-            b = s.build()
+            b = s.build(caches="off" if getattr(args, "no_cache", False) else None)
         except ValueError as e:
             raise UsageError(f"{args.scenario}: {e}")
         steps = getattr(args, "step", None)
@@ -284,6 +284,8 @@ def parser() -> argparse.ArgumentParser:
                    help="the DMA address (GVA, VA, IOVA or GPA as the tables make it)")
     w.add_argument("--access", choices=("r", "w", "x"), default="r")
     w.add_argument("--privileged", action="store_true", help="a supervisor request")
+    w.add_argument("--no-cache", action="store_true",
+                   help="turn the IOMMU's caches off: every reference of the walk is made")
     w.add_argument("--format", choices=("text", "svg", "json"), default="text")
     w.add_argument("--highlight", type=_int, default=None, metavar="N",
                    help="SVG: outline reference N")

@@ -100,7 +100,8 @@ def walk_list(walk) -> str:
 def walk_grid_text(walk) -> str:
     """The 2D grid: cells are ref numbers from :func:`walk_list`, ``XX`` on
     the faulting one, ``..`` where the walk never got, ``--`` below a large
-    second-stage page (that row's walk ended early). A single-stage walk
+    second-stage page (that row's walk ended early), ``c`` a read a cache
+    answered (models with paging-structure caches report only real reads). A single-stage walk
     is shown as one row per level."""
     grid = walk_grid(walk)
     lines = []
@@ -131,7 +132,10 @@ def walk_grid_text(walk) -> str:
         # Below a large second-stage page the row needs no more levels: "--".
         low = min(row.second) if row and row.second else None
         faulted = row is not None and any(c.fault for c in row.second.values())
+        # Above a present cell, an absent one was served by a cache (a model
+        # with paging-structure caches reports only the reads it made): "c".
         cells = "".join("[--]" if low is not None and l < low and not faulted
+                        else "[ c]" if low is not None and l > low and l not in row.second
                         else cell(row.second.get(l) if row else None) for l in sl)
         tail = ""
         if grid.first_levels and gl != 0:

@@ -53,19 +53,24 @@ class VtdAdapter:
 
     ttm = "scalable"
 
-    def __init__(self, s, mem, alloc, *, caches=None, invalidate=True):
+    def __init__(self, s, mem, alloc, *, caches=None, invalidate=True, root=None, ttm=None):
         from svmkit.vtd import CacheConfig, Driver, Iommu
         self.s, self.mem, self.alloc = s, mem, alloc
         self.minfo = info(s.model)
         self.pasid_bits = s.options.get("pasid_bits", self.minfo.pasid_bits)
         self.haw = max(39, s.phys_bits)
-        self.root = alloc.alloc()
+        # An imported image brings its own root table (and maybe legacy mode).
+        self.ttm = ttm or self.ttm
+        self.root = alloc.alloc() if root is None else root
         kw = dict(root_table=self.root, ttm=self.ttm, haw=self.haw, pasid_width=self.pasid_bits)
+        if caches == "off":
+            caches = CacheConfig(enabled=False)
         self.iommu = Iommu(mem, caches=caches, **kw)
         # Reads the structures as memory holds them, for audits: no caches,
         # so a stale IOTLB never hides what a wrong entry allows.
         self._plain = Iommu(mem, caches=CacheConfig(enabled=False), **kw)
-        self.driver = Driver(mem, alloc, self.iommu, invalidate=invalidate)
+        self.driver = Driver(mem, alloc, self.iommu, invalidate=invalidate) \
+            if self.ttm != "legacy" else None
 
     # -- driver operations --------------------------------------------------------------------
 

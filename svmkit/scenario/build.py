@@ -322,9 +322,11 @@ class Built:
                 known.add(hpa)
 
 
-def build(s, *, engine="auto", caches=None, run_steps=False, **model_options) -> Built:
+def build(s, *, caches=None, run_steps=False, **model_options) -> Built:
     """Build scenario ``s`` (validated first) into memory. Steps are not
-    applied unless ``run_steps``; call ``Built.apply()`` for each."""
+    applied unless ``run_steps``; call ``Built.apply()`` for each.
+    ``caches``: the model's cache configuration, or "off" for none (every
+    walk then shows all its references)."""
     from svmkit.scenario.adapters import adapter_for
     s.validate()
     minfo = info(s.model)
@@ -334,6 +336,8 @@ def build(s, *, engine="auto", caches=None, run_steps=False, **model_options) ->
     host_alloc = FrameAllocator(mem, MiB, table_top)
     carver = Carver(table_top, s.memory, "host memory")
     sym = Symbols()
+    if s.image is not None:
+        return _build_image(s, mem, host_alloc, carver, sym, minfo, caches, model_options)
     sym.add(MiB, table_top - MiB, HOST, "table frames")
     adapter = adapter_for(s, mem, host_alloc, caches=caches, **model_options)
     b = Built(s, mem, adapter, sym, minfo, host_alloc, carver)
@@ -382,4 +386,21 @@ def build(s, *, engine="auto", caches=None, run_steps=False, **model_options) ->
     b._register_structures()
     if run_steps:
         b.run()
+    return b
+
+
+def _build_image(s, mem, host_alloc, carver, sym, minfo, caches, model_options):
+    """A scenario holding a memory image (an import of a real machine's
+    tables, svmkit.debugfs): the qwords are written as they are, and the
+    model's adapter reads them from the given root table."""
+    from svmkit.scenario.adapters import adapter_for
+    im = s.image
+    for pa, v in im["qwords"]:
+        mem.write_u64(pa, v)
+    adapter = adapter_for(s, mem, host_alloc, caches=caches, root=im["root_table"],
+                          ttm=im["ttm"], **model_options)
+    b = Built(s, mem, adapter, sym, minfo, host_alloc, carver)
+    for pa, size, kind, detail in im["labels"]:
+        sym.add(pa, size, HOST, kind, detail)
+    b._register_structures()
     return b

@@ -15,14 +15,17 @@ from svmkit.scenario.model import (
     HOST, SCHEMA, Bind, Device, Mapping, Process, Scenario, Step, Vm, parse_size, size_str)
 from svmkit.scenario.validate import Problem, ScenarioError, check
 
-TOP = ("schema", "name", "description", "model", "host", "options", "vm", "device", "bind", "step")
+TOP = ("schema", "name", "description", "model", "host", "options", "vm", "device", "bind", "step",
+       "image")
+IMAGE_KEYS = ("root_table", "ttm", "qwords", "labels")
+LABEL_KEYS = ("pa", "size", "kind", "detail")
 HOST_KEYS = ("memory", "phys_bits", "process")
 VM_KEYS = ("name", "ram", "second_levels", "process")
 PROC_KEYS = ("name", "levels", "map")
 MAP_KEYS = ("va", "size", "perms", "page_size")
 DEV_KEYS = ("bdf", "name", "vm")
 BIND_KEYS = ("process", "device", "pasid", "second_of")
-HEX_KEYS = {"va"}
+HEX_KEYS = {"va", "pa"}
 
 
 class _Reader:
@@ -153,11 +156,42 @@ def from_dict(d: dict, *, file: str | None = None, validate: bool = True) -> Sce
             args["process"] = f"{HOST}/{args['process']}"
         s.steps.append(Step(r.get(x, "action", p, "str", "", required=True), args,
                             r.get(x, "name", p, "str")))
+    if "image" in d:
+        s.image = _read_image(r, d["image"])
     if r.problems:
         raise ScenarioError(r.problems)
     if validate:
         check(s, file)
     return s
+
+
+def _read_image(r, im):
+    """``[image]``: qwords as "PA VALUE" hex strings (64-bit values do not
+    fit TOML's signed integers), labels as tables."""
+    im = r.table(im, "image", IMAGE_KEYS)
+    out = {"root_table": r.get(im, "root_table", "image", "int", 0, required=True),
+           "ttm": r.get(im, "ttm", "image", "str", "scalable"), "qwords": [], "labels": []}
+    if out["ttm"] not in ("scalable", "legacy"):
+        r.bad("image.ttm", f"{out['ttm']!r}", "'scalable' or 'legacy'")
+    for i, q in enumerate(r.array(im, "qwords", "image.")):
+        parts = q.split() if isinstance(q, str) else []
+        try:
+            pa, v = (int(x, 16) for x in parts)
+            if pa % 8 or not 0 <= v < 1 << 64:
+                raise ValueError
+        except ValueError:
+            r.bad(f"image.qwords[{i}]", f"{q!r} is not 'PA VALUE'",
+                  "two hex numbers, PA 8-byte aligned, e.g. '0x1000 0x2003'")
+            continue
+        out["qwords"].append((pa, v))
+    for i, lab in enumerate(r.array(im, "labels", "image.")):
+        p = f"image.labels[{i}]"
+        lab = r.table(lab, p, LABEL_KEYS)
+        out["labels"].append((r.get(lab, "pa", p, "int", 0, required=True),
+                              r.get(lab, "size", p, "size", 4096),
+                              r.get(lab, "kind", p, "str", "", required=True),
+                              r.get(lab, "detail", p, "str", "")))
+    return out
 
 
 def to_dict(s: Scenario) -> dict:
@@ -191,6 +225,12 @@ def to_dict(s: Scenario) -> dict:
             e[k] = size_str(v) if k in ("size", "page_size") and isinstance(v, int) else v
         steps.append(e)
     d["step"] = steps
+    if s.image is not None:
+        im = s.image
+        d["image"] = {"root_table": im["root_table"], "ttm": im["ttm"],
+                      "qwords": [f"{pa:#x} {v:#018x}" for pa, v in im["qwords"]],
+                      "labels": [{"pa": pa, "size": size_str(n), "kind": k, "detail": det}
+                                 for pa, n, k, det in im["labels"]]}
     return d
 
 
@@ -209,7 +249,7 @@ def _scalar(k, v) -> str:
     if isinstance(v, dict):
         return "{ " + ", ".join(f"{_key(a)} = {_scalar(a, b)}" for a, b in v.items()) + " }"
     if isinstance(v, list):
-        if v and all(isinstance(x, dict) for x in v):
+        if v and (all(isinstance(x, dict) for x in v) or len(v) > 8):
             return "[\n" + "".join(f"  {_scalar(k, x)},\n" for x in v) + "]"
         return "[" + ", ".join(_scalar(k, x) for x in v) + "]"
     raise TypeError(f"cannot write {v!r} to TOML")
@@ -245,6 +285,12 @@ def dumps(s: Scenario) -> str:
     for key in ("device", "bind", "step"):
         for e in d[key]:
             out.extend(["", f"[[{key}]]"] + [f"{_key(k)} = {_scalar(k, x)}" for k, x in e.items()])
+    if "image" in d:
+        im = d["image"]
+        out += ["", "[image]", f"root_table = {im['root_table']:#x}",
+                f"ttm = {_scalar('ttm', im['ttm'])}",
+                f"qwords = {_scalar('qwords', im['qwords'])}",
+                f"labels = {_scalar('labels', im['labels'])}"]
     return "\n".join(out) + "\n"
 
 

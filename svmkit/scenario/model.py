@@ -186,6 +186,11 @@ class Scenario:
     binds: list = field(default_factory=list)
     steps: list = field(default_factory=list)
     source: str | None = None   # file it was loaded from, for messages
+    #: A memory image instead of a built system (see svmkit.debugfs):
+    #: ``{"root_table": int, "ttm": "scalable"|"legacy", "qwords": [(pa, value)],
+    #: "labels": [(pa, size, kind, detail)]}``. Processes, VMs and binds are
+    #: then not allowed: the tables are what they are.
+    image: dict | None = None
 
     # -- builder API -------------------------------------------------------------------------
 

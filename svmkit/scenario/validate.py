@@ -110,6 +110,16 @@ def check(s, file=None):
         problems.append(Problem("options.pasid_bits", f"{pasid_bits!r}",
                                 f"1 to {minfo.pasid_bits} for {minfo.name}"))
         pasid_bits = minfo.pasid_bits
+    if s.image is not None:
+        for key, items in (("vm", s.vms), ("host.process", s.host_processes),
+                           ("bind", s.binds), ("step", s.steps)):
+            if items:
+                problems.append(Problem(key, "is not allowed with [image]",
+                                        "an image scenario has only devices and the image"))
+        top = max([pa + 8 for pa, _ in s.image["qwords"]], default=0)
+        if top > s.memory:
+            problems.append(Problem("host.memory", f"{s.memory:#x} is below the image's "
+                                    f"highest address {top:#x}", f"at least {top:#x}"))
     names = set()
     total = 0
     for i, v in enumerate(s.vms):
