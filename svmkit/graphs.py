@@ -92,13 +92,17 @@ def walk_grid(walk) -> WalkGrid:
     refs = list(walk.refs or [])
     fault_n = _fault_number(walk)
     prefix, firsts, seconds = [], [], []
+    two_stage = any(r.stage == "first" for r in refs) or bool(getattr(walk, "nested", False))
     for i, r in enumerate(refs, 1):
         cell = GridCell(i, r, fault=(i == fault_n))
         if r.stage == "first":
             firsts.append(cell)
-        elif r.stage == "second":
+        elif r.stage == "second" and not (two_stage and r.guest_level is None):
             seconds.append(cell)
         else:
+            # Structure reads, and in a nested walk the second-stage reads
+            # that locate a guest-owned structure (a VT-d 2.x PASID table,
+            # an SMMUv3 CD, an AMD-Vi GCR3 table) before the page walk.
             prefix.append(cell)
     second_levels = sorted({c.ref.level for c in seconds}, reverse=True)
     first_levels = sorted({c.ref.level for c in firsts}, reverse=True)

@@ -130,3 +130,27 @@ def test_shipped_examples_build():
             continue
         b = s.build(run_steps=True)
         assert b.steps_done == len(s.steps)
+
+
+def test_extended_context_mode_guest_owns_pasid_table():
+    """VT-d 2.x: the same nested scenario, but the PASID table is the
+    guest's, at a GPA that the second stage translates before it is read."""
+    s = load("nested-vtd")
+    s.model = "vtd-ecs"
+    b = s.build(caches="off")
+    ref = load("nested-vtd").build(caches="off")
+    for m in s.get_process("vm1/app").maps:
+        w, w0 = b.translate("00:02.0", m.va + 8, pasid=5), ref.translate("00:02.0", m.va + 8,
+                                                                         pasid=5)
+        assert w.ok and w.pa == w0.pa
+    entry = next(r for r in w.refs if r.structure == "pasid-entry")
+    sym = b.symbols.lookup(entry.address)
+    assert sym.owner == "vm1" and "guest-owned" in sym.detail
+    i = w.refs.index(entry)
+    assert [r.stage for r in w.refs[i - 3:i]] == ["second"] * 3   # located through stage 2
+    from svmkit.graphs import audit
+    assert audit(b).ok
+    bad = load("broken-isolation")
+    bad.model = "vtd-ecs"
+    with pytest.raises(Exception, match="second_of"):
+        bad.build()

@@ -162,6 +162,11 @@ def graph_svg(g, *, highlight=None, title: str | None = None,
         body.append(f"<path data-edge={quoteattr(str(d.get('label', '')))} "
                     f"d='M{x1 + nw / 2:.1f},{y1 + nh:.1f} L{x2 + nw / 2:.1f},{y2:.1f}' "
                     f"{stroke} fill='none' marker-end='url(#arrow)'><title>{ex}</title></path>")
+        lab = str(d.get("label", ""))
+        if lab and len(lab) <= 20:
+            # Labels sit a third of the way down so siblings' labels part.
+            mx, my = x1 + nw / 2 + (x2 - x1) / 3, y1 + nh + (y2 - y1 - nh) / 3
+            body.append(_text(mx + 4, my + 4, lab, size=12, anchor="start", fill="#374151"))
     for n, d in g.nodes(data=True):
         x, y = xy[n]
         text = label(n, d) if label else d.get("label", str(n))

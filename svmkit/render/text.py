@@ -175,7 +175,8 @@ def audit_text(audit, *, title: str | None = None) -> str:
     lines = [_fit(title)] if title else []
     lines.append("device  PASID kind          domain  reaches (HPA, rights)")
     for r in audit.reaches:
-        head = f"{r.device} {r.pasid:>6} {r.kind:<13} {r.domain:<7}"
+        pasid = "-" if r.pasid is None else r.pasid
+        head = f"{r.device} {pasid:>6} {r.kind:<13} {r.domain:<7}"
         if not r.ranges:
             lines.append(_fit(f"{head} nothing"))
         for k, (hpa, size, rights, _leaf) in enumerate(r.ranges):

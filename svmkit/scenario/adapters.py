@@ -78,7 +78,7 @@ class VtdAdapter:
         names = [v.name for v in self.s.vms]
         return names.index(owner) + 1 if owner in names else 0x100
 
-    def attach(self, rid, *, second_root=None, second_levels=4, owner="host"):
+    def attach(self, rid, *, second_root=None, second_levels=4, owner="host", guest_alloc=None):
         """A device assigned to a VM gets the VM's second stage for requests
         without PASID (its RID_PASID entry, PGTT second-level); a host device
         gets a context with an empty PASID directory."""
@@ -210,7 +210,148 @@ class VtdAdapter:
         return out
 
 
-ADAPTERS = {"vtd": VtdAdapter}
+class ProbeMixin:
+    """Reading a model's structures by asking it: for each (rid, pasid) the
+    builder attached or bound (``self.known``), one translation with caches
+    off, whose structure references name the entries read and whose first
+    page-table references give the stage roots. Used where no reader of the
+    model's structures exists here yet; it sees only the (rid, pasid) pairs
+    the scenario used, so a stray entry elsewhere goes unseen."""
+
+    def _probe(self, rid, pasid):
+        return self._plain.translate(rid, 0, pasid=pasid)
+
+    def _probes(self):
+        out = []
+        for rid, pasid in sorted(self.known, key=lambda k: (k[0], -1 if k[1] is None else k[1])):
+            try:
+                out.append((rid, pasid, self._probe(rid, pasid)))
+            except ValueError:
+                continue
+        return out
+
+    def contexts(self):
+        out = []
+        for rid, pasid, w in self._probes():
+            cfg = config_from_walk(rid, pasid, w)
+            if cfg is not None:
+                out.append(cfg)
+        return out
+
+    def structures(self):
+        seen, out = set(), []
+        for rid, _pasid, w in self._probes():
+            for r in w.refs:
+                if r.stage in ("first", "second"):
+                    continue
+                page = r.address & ~0xFFF
+                if page not in seen:
+                    seen.add(page)
+                    name = (r.structure or r.stage).replace("-entry", "")
+                    out.append((page, 4096, f"{name} table", bdf_str(rid)))
+        return out
+
+    def edges(self):
+        out = []
+        for rid, pasid, w in self._probes():
+            prev = None
+            for r in w.refs:
+                if r.stage in ("first", "second"):
+                    break
+                page = r.address & ~0xFFF
+                if prev is not None and prev != page:
+                    out.append((prev, page, r.structure or r.stage, r.address))
+                prev = page
+        return out
+
+
+def config_from_walk(rid, pasid, w):
+    """A :class:`PasidConfig` read off one walk's references (design.md
+    "Walks"): the first first-stage read's page is the first-stage root (an
+    HPA; only meaningful when not nested), the first second-stage read's
+    page the second-stage root; the last structure read before them is the
+    entry that chose them. None when the walk stopped in the structures."""
+    if w.fault is not None and w.fault.stage not in ("first", "second"):
+        return None
+    firsts = [r for r in w.refs if r.stage == "first"]
+    seconds = [r for r in w.refs if r.stage == "second"]
+    structs = [r for r in w.refs if r.stage not in ("first", "second")]
+    entry = structs[-1] if structs else None
+    nested = bool(getattr(w, "nested", False)) or (bool(firsts) and bool(seconds))
+    if nested:
+        kind = "nested"
+    elif firsts:
+        kind = "first"
+    elif seconds:
+        kind = "second"
+    elif w.ok:
+        kind = "pass-through"
+    else:
+        return None
+    fmt, levels = getattr(w, "fmt", "x86_64"), getattr(w, "levels", 4)
+    sfmt = getattr(w, "second_fmt", None) or (fmt if kind == "second" else "vtd_sl")
+    slev = getattr(w, "second_levels", None) or (levels if kind == "second" else 4)
+    return PasidConfig(
+        rid, pasid, kind,
+        first_root=firsts[0].address & ~0xFFF if firsts and not nested else 0,
+        first_levels=levels, first_fmt=fmt,
+        second_root=seconds[0].address & ~0xFFF if seconds else 0,
+        second_levels=slev, second_fmt=sfmt,
+        entry=entry.address if entry else 0,
+        entry_name=(entry.structure or entry.stage) if entry else "", rid_pasid=pasid is None)
+
+
+class VtdEcsAdapter(ProbeMixin, VtdAdapter):
+    """Intel VT-d 2.x extended-context mode (2.x sec. 9.4, 9.5): the context
+    entry holds the second-level table and the PASID-table pointer; with
+    NESTE (a VM's device) the PASID table is the guest's, at a GPA in its
+    RAM: the 2017 thread's design. The second stage is per device, so a
+    PASID entry cannot name another VM's (that edit raises ValueError)."""
+
+    ttm = "extended"
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.known = set()
+
+    def attach(self, rid, *, second_root=None, second_levels=4, owner="host", guest_alloc=None):
+        self.known.add((rid, None))
+        if owner != "host" and guest_alloc is not None:
+            return self.driver.attach(rid, did=self._did(owner), second_root=second_root,
+                                      second_levels=second_levels, nested=True,
+                                      pasid_table=guest_alloc())
+        if second_root is None:
+            # Extended context entries always name a second-level table:
+            # an empty one blocks requests without PASID.
+            second_root = self.alloc.alloc()
+        return self.driver.attach(rid, did=self._did(owner), second_root=second_root,
+                                  second_levels=second_levels)
+
+    def bind(self, rid, pasid, **kw):
+        dev = self.driver.devices.get(rid)
+        if kw.get("nested") and dev is not None and kw.get("second_root") != dev.second_root:
+            raise ValueError("second_of: in extended-context mode a PASID uses its device's "
+                             "second stage (context entry); allowed: the device's own VM")
+        self.known.add((rid, pasid))
+        return super().bind(rid, pasid, **kw)
+
+    def modify(self, rid, pasid, *, first_root=None, second_root=None):
+        if second_root is not None:
+            raise ValueError("second_of: in extended-context mode the second stage is the "
+                             "device's (context entry), not a PASID's; allowed: first_of")
+        return super().modify(rid, pasid, first_root=first_root)
+
+    def structures(self):
+        out = ProbeMixin.structures(self)
+        names = {"root table": "root table", "context table": "context table"}
+        return [(p, n, names.get(k, "PASID table" if k.startswith("pasid") else k), d)
+                for p, n, k, d in out]
+
+    def flush(self, rid, pasid, va=0, size=None):
+        return VtdAdapter.flush(self, rid, pasid, va, size)
+
+
+ADAPTERS = {"vtd": VtdAdapter, "vtd-ecs": VtdEcsAdapter}
 
 
 def adapter_for(s, mem, alloc, **kw):

@@ -318,7 +318,12 @@ class Built:
         known = self.symbols.pages()
         for hpa, size, kind, detail in self.adapter.structures():
             if hpa not in known:
-                self.symbols.add(hpa, size, "iommu", kind, detail)
+                # A structure in a VM's RAM is the guest's (a VT-d 2.x nested
+                # PASID table, an SMMUv3 CD table, an AMD-Vi GCR3 table).
+                dom = self.symbols.domain(hpa)
+                owner = "iommu" if dom == HOST else dom
+                self.symbols.add(hpa, size, owner, kind,
+                                 detail + (", guest-owned" if owner != "iommu" else ""))
                 known.add(hpa)
 
 
@@ -377,7 +382,8 @@ def build(s, *, caches=None, run_steps=False, **model_options) -> Built:
         else:
             v = s.get_vm(d.owner)
             ops = adapter.attach(d.rid, second_root=b.second[v.name].root,
-                                 second_levels=v.second_levels, owner=v.name)
+                                 second_levels=v.second_levels, owner=v.name,
+                                 guest_alloc=b.spaces[v.name].alloc.alloc)
         b.log.append((f"attach {d.bdf}", *adapter.ops(ops)))
     for bd in s.binds:
         rid = s.get_device(bd.device).rid

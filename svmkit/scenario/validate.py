@@ -213,6 +213,10 @@ def check(s, file=None):
             elif pr is not None and pr.owner == HOST:
                 problems.append(Problem(f"{p}.second_of", "a host process has no second stage",
                                         "second_of only for a process in a VM"))
+            elif s.model == "vtd-ecs":
+                problems.append(Problem(f"{p}.second_of", "in VT-d extended-context mode the "
+                                        "second stage is the device's (context entry)",
+                                        "no second_of with model 'vtd-ecs'"))
         key = (s.get_device(b.device).rid if s.get_device(b.device) else b.device, b.pasid)
         if key in bound:
             problems.append(Problem(f"{p}.pasid", f"PASID {b.pasid} of {b.device} is already "
