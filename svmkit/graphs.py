@@ -454,9 +454,11 @@ def audit(built) -> Audit:
                 for s0, s1 in iommu_pages:
                     lo, hi = max(s0, hpa), min(s1, hpa + size)
                     if lo < hi:
+                        how = (f"{cfg.entry_name} at {cfg.entry:#x} is pass-through"
+                               if r.kind == "pass-through" else f"leaf at {leaf:#x} maps it")
                         findings.append(Finding(
                             "iommu", r.device, r.pasid, r.domain, "iommu", lo, hi - lo, rights,
-                            f"leaf at {leaf:#x} maps {sym.name(lo)} writable", leaf))
+                            f"{how}: {sym.name(lo)} is writable", leaf))
     # Overlaps between reaches of different domains (a sweep over all ranges).
     spans = sorted((hpa, hpa + size, i, leaf) for i, r in enumerate(reaches)
                    for hpa, size, _rt, leaf in r.ranges)

@@ -191,7 +191,8 @@ def audit_text(audit, *, title: str | None = None) -> str:
             what = {"foreign": f"reaches {f.victim} memory",
                     "iommu": "can write IOMMU structures",
                     "overlap": f"overlaps {f.victim}"}[f.kind]
-            lines += _wrap(f"{i}. {f.device} PASID {f.pasid} ({f.domain}) {what}", "")
+            who = "without PASID" if f.pasid is None else f"PASID {f.pasid}"
+            lines += _wrap(f"{i}. {f.device} {who} ({f.domain}) {what}", "")
             lines += _wrap(f"HPA {hx(f.hpa)}..{hx(f.hpa + f.size - 1)} "
                            f"({size_name(f.size)}) {f.rights}".rstrip())
             lines += _wrap(f"cause: {f.cause}")

@@ -248,7 +248,8 @@ class ProbeMixin:
                 if page not in seen:
                     seen.add(page)
                     name = (r.structure or r.stage).replace("-entry", "")
-                    out.append((page, 4096, f"{name} table", bdf_str(rid)))
+                    out.append((page, 4096, STRUCTURE_PAGES.get(name, f"{name} table"),
+                                bdf_str(rid)))
         return out
 
     def edges(self):
@@ -263,6 +264,15 @@ class ProbeMixin:
                     out.append((prev, page, r.structure or r.stage, r.address))
                 prev = page
         return out
+
+
+#: What holds each structure entry, by the entry's spec name.
+STRUCTURE_PAGES = {
+    "root": "root table", "context": "context table", "pasid-directory": "PASID directory",
+    "pasid": "PASID table", "l1-std": "stream table (level 1)", "ste": "stream table",
+    "l1-cd": "CD table (level 1)", "cd": "CD table", "dte": "device table",
+    "gcr3": "GCR3 table",
+}
 
 
 def config_from_walk(rid, pasid, w):
@@ -351,7 +361,185 @@ class VtdEcsAdapter(ProbeMixin, VtdAdapter):
         return VtdAdapter.flush(self, rid, pasid, va, size)
 
 
-ADAPTERS = {"vtd": VtdAdapter, "vtd-ecs": VtdEcsAdapter}
+class SmmuAdapter(ProbeMixin):
+    """Arm SMMUv3 (IHI 0070) through ``svmkit.smmuv3.Driver``: a device's
+    requester id is its StreamID (a two-level stream table of 16-bit
+    StreamIDs, sec. 3.3.2), a PASID its SubstreamID (a CD, sec. 5.4). A
+    VM's device is a stage 2 stream; binding a process in the VM makes it
+    nested, with the guest's CD table in the VM's RAM (sec. 3.3.2.1). The
+    host's processes are stage 1 streams."""
+
+    def __init__(self, s, mem, alloc, *, caches=None, invalidate=True):
+        from svmkit.smmuv3 import Driver, Iommu
+        self.s, self.mem, self.alloc = s, mem, alloc
+        self.minfo = info(s.model)
+        ssid = s.options.get("pasid_bits", self.minfo.pasid_bits)
+        oas = max(x for x in (32, 36, 40, 42, 44, 48) if x <= max(32, min(48, s.phys_bits)))
+        self.iommu = Iommu.new(mem, alloc, sid_bits=16, strtab_fmt="2lvl", split=8, oas=oas,
+                               ssid_bits=ssid, caches=caches != "off")
+        self.root = self.iommu.strtab_base if hasattr(self.iommu, "strtab_base") else 0
+        self._plain = Iommu(mem, strtab_base=self.root, log2size=16, strtab_fmt="2lvl",
+                            split=8, oas=oas, ssid_bits=ssid, caches=False)
+        self.driver = Driver(mem, alloc, self.iommu, invalidate=invalidate)
+        self.known = set()
+        self._guest = {}
+
+    def attach(self, rid, *, second_root=None, second_levels=4, owner="host", guest_alloc=None):
+        self.known.add((rid, None))
+        if second_root is not None:
+            self._guest[rid] = guest_alloc
+            return self.driver.attach(rid, config="s2", second_root=second_root,
+                                      second_levels=second_levels)
+        return self.driver.attach(rid, config="s1", s1dss="terminate")
+
+    def bind(self, rid, pasid, *, first_root, first_levels=4, nested=False, second_root=None,
+             second_levels=4):
+        self.known.add((rid, pasid))
+        kw = dict(first_root=first_root, first_levels=first_levels)
+        if nested:
+            kw.update(nested=True, second_root=second_root, second_levels=second_levels,
+                      guest_alloc=self._guest.get(rid))
+        return self.driver.bind(rid, pasid, **kw)
+
+    def unbind(self, rid, pasid):
+        return self.driver.unbind(rid, pasid)
+
+    def modify(self, rid, pasid, *, first_root=None, second_root=None):
+        if second_root is not None:
+            raise ValueError("second_of: in SMMUv3 stage 2 is the stream's (STE), not a "
+                             "SubstreamID's; allowed: first_of")
+        return self.driver.modify(rid, pasid, first_root=first_root)
+
+    def flush(self, rid, pasid, va=0, size=None):
+        return list(self.driver.flush(rid, pasid).invalidations)
+
+    ops = staticmethod(VtdAdapter.ops)
+
+    def translate(self, rid, address, *, pasid=None, access="r", privileged=False):
+        return self.iommu.translate(rid, address, pasid=pasid, access=access,
+                                    privileged=privileged)
+
+
+class _AmdHostTable:
+    """An AMD v1 host page table built with ``svmkit.amdvi.tables.map_page``
+    (an AMD v1 PDE names its next level, 48882 2.2.3, so it needs a builder
+    that knows the level it writes at). Offers what the scenario builder
+    uses of a ``PageTable``: ``root``, ``fmt``, ``levels``, ``tables``,
+    ``map``."""
+
+    def __init__(self, mem, alloc, levels, phys_bits):
+        from svmkit import formats
+        self.mem, self.alloc, self.levels = mem, alloc, levels
+        self.fmt = formats.get("amd_v1")
+        self.d = self.fmt.descriptor(levels, phys_bits)
+        self.phys_bits = phys_bits
+        self.root = alloc.alloc()
+
+    def map(self, va, pa, page_size=4096, **perms):
+        from svmkit.amdvi.tables import map_page
+        level = next(lv for lv, sz in self.fmt.page_sizes.items() if sz == page_size)
+        writes = map_page(self.mem, self._frames, self.root, va, pa, self.fmt, self.d,
+                          level=level, **perms)
+        return writes[-1][0]
+
+    @property
+    def _frames(self):
+        return self.alloc if hasattr(self.alloc, "alloc") else _Alloc(self.alloc)
+
+    @property
+    def tables(self):
+        from svmkit.graphs import leaves
+        t = {}
+        leaves(self.mem, self.root, "amd_v1", self.levels, phys_bits=self.phys_bits, tables=t)
+        return t
+
+
+class _Alloc:
+    def __init__(self, fn):
+        self.alloc = fn
+
+
+class _Guest:
+    """A VM's memory as the AMD-Vi driver asks for it: ``alloc()`` a zeroed
+    guest frame (a GPA), ``to_hpa(gpa)``."""
+
+    def __init__(self, alloc, to_host):
+        self.alloc, self.to_hpa = alloc, to_host
+
+
+class AmdAdapter(ProbeMixin):
+    """AMD-Vi (48882) through ``svmkit.amdvi.Driver``: a device's DTE
+    (sec. 2.2.2) with the VM's host page table (AMD v1) and a GCR3 table;
+    a PASID is a GCR3 entry holding the guest's CR3 (sec. 2.2.6). With a
+    host table the GCR3 table is the guest's, in its RAM. One Driver per
+    owner (the host's, each VMM's) over the one IOMMU."""
+
+    def __init__(self, s, mem, alloc, *, caches=None, invalidate=True):
+        from svmkit.amdvi import CacheConfig, Iommu
+        self.s, self.mem, self.alloc = s, mem, alloc
+        self.minfo = info(s.model)
+        self.invalidate = invalidate
+        self.root = alloc.alloc(512)            # 65536 DTEs of 32 bytes
+        if caches == "off":
+            caches = CacheConfig(enabled=False)
+        self.iommu = Iommu(mem, device_table=self.root, phys_bits=s.phys_bits, caches=caches)
+        self._plain = Iommu(mem, device_table=self.root, phys_bits=s.phys_bits,
+                            caches=CacheConfig(enabled=False))
+        self.known, self.drivers, self.of = set(), {}, {}
+
+    def new_table(self, mem, alloc, fmt, levels, phys_bits):
+        return _AmdHostTable(mem, alloc, levels, phys_bits)
+
+    def _driver(self, owner, guest=None):
+        from svmkit.amdvi import Driver
+        if owner not in self.drivers:
+            self.drivers[owner] = Driver(self.mem, self.alloc, self.iommu, guest=guest,
+                                         invalidate=self.invalidate)
+        return self.drivers[owner]
+
+    def attach(self, rid, *, second_root=None, second_levels=4, owner="host", guest_alloc=None,
+               guest_to_host=None):
+        self.known.add((rid, None))
+        guest = _Guest(guest_alloc, guest_to_host) if guest_alloc is not None else None
+        drv = self._driver(owner, guest)
+        self.of[rid] = drv
+        return drv.attach(rid, second_root=second_root, second_levels=second_levels)
+
+    def bind(self, rid, pasid, *, first_root, first_levels=4, nested=False, second_root=None,
+             second_levels=4):
+        self.known.add((rid, pasid))
+        return self.of[rid].bind(rid, pasid, first_root=first_root, first_levels=first_levels,
+                                 nested=nested, second_root=second_root,
+                                 second_levels=second_levels)
+
+    def unbind(self, rid, pasid):
+        return self.of[rid].unbind(rid, pasid)
+
+    def modify(self, rid, pasid, *, first_root=None, second_root=None):
+        if second_root is not None:
+            raise ValueError("second_of: in AMD-Vi the host table is the device's (DTE), not "
+                             "a PASID's; allowed: first_of")
+        return self.of[rid].modify(rid, pasid, first_root=first_root)
+
+    def flush(self, rid, pasid, va=0, size=None):
+        """INVALIDATE_IOMMU_PAGES for the PASID over all addresses (48882
+        sec. 2.4.3), as the driver does after a GCR3 change."""
+        from svmkit.amdvi import commands
+        dte = self.of[rid].dte(rid)
+        cmd = commands.invalidate_iommu_pages(dte["domain_id"], pasid=pasid)
+        if self.invalidate:
+            self.iommu.invalidate(cmd)
+        return [cmd]
+
+    ops = staticmethod(VtdAdapter.ops)
+
+    def translate(self, rid, address, *, pasid=None, access="r", privileged=False):
+        return self.iommu.translate(rid, address, pasid=pasid, access=access,
+                                    privileged=privileged)
+
+
+ADAPTERS = {"vtd": VtdAdapter, "vtd-ecs": VtdEcsAdapter, "smmuv3": SmmuAdapter,
+            "amdvi": AmdAdapter}
 
 
 def adapter_for(s, mem, alloc, **kw):

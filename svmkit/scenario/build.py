@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from svmkit.memory import FrameAllocator, Memory
 from svmkit.pagetable import PageTable
 from svmkit.scenario.model import HOST, Mapping, bdf_str, parse_bdf, parse_size
-from svmkit.scenario.models import info
+from svmkit.scenario.models import info, table_phys_bits
 from svmkit.scenario.validate import Problem, ScenarioError
 
 PAGE = 4096
@@ -118,6 +118,12 @@ def leaf_perms(fmt_name, perms, user=True):
         return dict(write="w" in perms, user=user, xd="x" not in perms)
     if fmt_name == "vtd_sl":
         return dict(r="r" in perms, w="w" in perms, x="x" in perms)
+    if fmt_name == "arm64_s1":
+        return dict(write="w" in perms, user=user, uxn="x" not in perms, pxn=True)
+    if fmt_name == "amd_v1":
+        return dict(read="r" in perms, write="w" in perms)
+    if fmt_name == "arm64_s2":
+        return dict(read="r" in perms, write="w" in perms, xn="x" not in perms)
     from svmkit import formats
     f = formats.get(fmt_name)
     if hasattr(f, "leaf_kwargs"):
@@ -353,8 +359,12 @@ def build(s, *, caches=None, run_steps=False, **model_options) -> Built:
         base = carver.take(v.ram, align)
         b.vm_ram[v.name] = (base, v.ram)
         sym.add(base, v.ram, v.name, "RAM", f"GPA 0..{v.ram:#x}")
-        sl = PageTable(mem, host_alloc.alloc, fmt=minfo.second_fmt, levels=v.second_levels,
-                       phys_bits=s.phys_bits)
+        pb = table_phys_bits(s.model, s.phys_bits)
+        if hasattr(adapter, "new_table"):     # a format the PageTable cannot build
+            sl = adapter.new_table(mem, host_alloc, minfo.second_fmt, v.second_levels, pb)
+        else:
+            sl = PageTable(mem, host_alloc.alloc, fmt=minfo.second_fmt, levels=v.second_levels,
+                           phys_bits=pb)
         for gpa, hpa, ps in split_pages(0, base, v.ram, minfo.second_page_sizes):
             sl.map(gpa, hpa, ps, **leaf_perms(minfo.second_fmt, "rw"))
         b.second[v.name] = sl
@@ -369,7 +379,7 @@ def build(s, *, caches=None, run_steps=False, **model_options) -> Built:
     for p in s.processes():
         sp = b.spaces[p.owner]
         pt = PageTable(mem, sp.alloc.alloc, fmt=minfo.first_fmt, levels=p.levels,
-                       phys_bits=s.phys_bits, to_host=sp.to_host)
+                       phys_bits=table_phys_bits(s.model, s.phys_bits), to_host=sp.to_host)
         b.first[p.qname] = pt
         for m in p.maps:
             b.map(p.qname, m)
@@ -383,7 +393,9 @@ def build(s, *, caches=None, run_steps=False, **model_options) -> Built:
             v = s.get_vm(d.owner)
             ops = adapter.attach(d.rid, second_root=b.second[v.name].root,
                                  second_levels=v.second_levels, owner=v.name,
-                                 guest_alloc=b.spaces[v.name].alloc.alloc)
+                                 guest_alloc=b.spaces[v.name].alloc.alloc,
+                                 **({"guest_to_host": b.spaces[v.name].to_host}
+                                    if s.model == "amdvi" else {}))
         b.log.append((f"attach {d.bdf}", *adapter.ops(ops)))
     for bd in s.binds:
         rid = s.get_device(bd.device).rid

@@ -41,7 +41,7 @@ MODELS = {
     "smmuv3": ModelInfo("smmuv3", "Arm SMMUv3", 20, "arm64_s1", (3, 4), "arm64_s2", (3, 4),
                         device_id="StreamID"),
     "amdvi": ModelInfo("amdvi", "AMD-Vi (AMD IOMMU)", 16, "x86_64", (4, 5), "amd_v1",
-                       (3, 4, 5, 6)),
+                       (3, 4, 5)),
 }
 
 
@@ -55,3 +55,12 @@ def info(model: str, argument="model") -> ModelInfo:
 def first_width(levels: int) -> int:
     """Input width of an x86-64/VMSA walk with 4 KiB tables of 512 entries."""
     return 12 + 9 * levels
+
+
+def table_phys_bits(model: str, phys_bits: int) -> int:
+    """The physical-address width the page-table formats of ``model`` take
+    for a host of ``phys_bits``: VMSAv8-64 knows only the PARange sizes
+    (Arm ARM D8, ID_AA64MMFR0_EL1.PARange: 32, 36, 40, 42, 44, 48, 52)."""
+    if model == "smmuv3":
+        return max(x for x in (32, 36, 40, 42, 44, 48, 52) if x <= max(32, phys_bits))
+    return phys_bits
