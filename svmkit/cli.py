@@ -116,7 +116,7 @@ def cmd_walk(args):
     except ValueError as e:
         raise UsageError(str(e))
     where = f"{dev.bdf}" + (f" PASID {args.pasid}" if args.pasid is not None else "")
-    title = f"{s.name}: {where}, {args.access} at {args.address:#x}"
+    title = f"{s.name}: {where}, " + {"r": "read", "w": "write", "x": "execute"}[args.access]
     if args.format == "json":
         _out(args, rjson.walk_json(w, scenario=s.name, model=s.model, device=dev.bdf,
                                    pasid=args.pasid, access=args.access))

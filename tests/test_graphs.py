@@ -38,7 +38,8 @@ def mapper(mem, alloc, fmt, levels):
 
 
 @given(st.lists(st.tuples(st.integers(0, 63), st.sampled_from([0, 1]),
-                          st.sampled_from(["r", "rw", "rx"])), max_size=12, unique_by=lambda t: t[0]),
+                          st.sampled_from(["r", "rw", "rx"])),
+                max_size=12, unique_by=lambda t: t[0]),
        st.sampled_from(["x86_64", "vtd_sl"]))
 @settings(max_examples=40, deadline=None)
 def test_leaves_agree_with_walker(maps, fmt):

@@ -24,7 +24,6 @@ from svmkit.memory import FrameAllocator, Memory
 from svmkit.pagetable import PageTable
 from svmkit.scenario.model import HOST, Mapping, bdf_str, parse_bdf, parse_size
 from svmkit.scenario.models import info, table_phys_bits
-from svmkit.scenario.validate import Problem, ScenarioError
 
 PAGE = 4096
 MiB = 1 << 20

@@ -81,7 +81,8 @@ def check_mappings(proc, path, minfo, problems):
                                         _sizes(minfo.first_page_sizes)))
             elif m.va % m.page_size or m.size % m.page_size:
                 problems.append(Problem(f"{p}.page_size", f"va {_hx(m.va)} and size "
-                                        f"{_hx(m.size)} are not both multiples of {_hx(m.page_size)}",
+                                        f"{_hx(m.size)} are not both multiples of "
+                                        f"{_hx(m.page_size)}",
                                         "a page size dividing both, or none to pick the best"))
         spans.append((m.va, m.va + m.size, k))
     spans.sort()
@@ -167,7 +168,7 @@ def check(s, file=None):
         p = f"device[{i}]"
         try:
             rid = parse_bdf(d.bdf, "bdf")
-        except ValueError as e:
+        except ValueError:
             problems.append(Problem(f"{p}.bdf", f"{d.bdf!r} is not a PCI address",
                                     "'bus:dev.fn' in hex, e.g. '00:02.0'"))
             continue
@@ -220,7 +221,8 @@ def check(s, file=None):
         key = (s.get_device(b.device).rid if s.get_device(b.device) else b.device, b.pasid)
         if key in bound:
             problems.append(Problem(f"{p}.pasid", f"PASID {b.pasid} of {b.device} is already "
-                                    f"bound by bind[{bound[key]}]", "one bind per device and PASID"))
+                                    f"bound by bind[{bound[key]}]",
+                                    "one bind per device and PASID"))
         bound[key] = i
     for i, st in enumerate(s.steps):
         p = f"step[{i}]"
