@@ -177,3 +177,59 @@ def test_other_models_build_the_nested_example(model, module):
     assert audit(b).ok
     b.run()                                 # map a buffer, then unbind
     assert not b.translate("00:02.0", 0x600000, pasid=5).ok
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from svmkit.scenario import ScenarioError  # noqa: E402
+
+
+@st.composite
+def messy(draw):
+    """Scenarios with plausible and implausible values mixed."""
+    s = Scenario("fuzz", model="vtd", memory=draw(st.sampled_from([1 << 30, 1 << 28])))
+    nvm = draw(st.integers(0, 2))
+    for i in range(nvm):
+        s.vm(f"vm{i}", ram=draw(st.sampled_from([64 << 20, 32 << 20, 64 << 20, 3 << 20])),
+             second_levels=draw(st.sampled_from([3, 4, 4, 4, 6])))
+    owners = [None] + [f"vm{i}" for i in range(nvm)]
+    for j in range(draw(st.integers(1, 3))):
+        p = s.process(f"p{j}", vm=draw(st.sampled_from(owners)),
+                      levels=draw(st.sampled_from([4, 4, 4, 5, 3])))
+        for _ in range(draw(st.integers(1, 3))):
+            bad = draw(st.integers(0, 9)) == 9     # one mapping in ten is a mistake
+            va = draw(st.sampled_from([1 << 47, 0x1001] if bad else
+                                      [0x400000, 0x7f0000000000, 0x40000000, 0x200000]))
+            p.map(va, draw(st.sampled_from([100] if bad else [4096, 1 << 21, 12288])),
+                  draw(st.sampled_from(["rw", "r", "rx", "rwx"])),
+                  draw(st.sampled_from([1 << 16] if bad else [None, None, 4096])))
+    bdfs = ["00:02.0", "00:03.0", "01:00.0"]
+    for k in range(draw(st.integers(1, 3))):
+        s.device(bdfs[k], vm=draw(st.sampled_from(owners)))
+    procs = [p.qname for p in s.processes()]
+    for d in s.devices:
+        mine = [q for q in procs if q.split("/")[0] == d.owner]
+        if not draw(st.integers(0, 3)) == 3 and mine:     # mostly sensible binds ...
+            s.bind(draw(st.sampled_from(mine)), d.bdf, draw(st.sampled_from([1, 5, 63, 64])))
+        elif draw(st.booleans()):            # ... and some that are not
+            s.bind(draw(st.sampled_from(procs + ["host/nobody"])), d.bdf,
+                   draw(st.sampled_from([0, 1 << 20, 7])))
+    return s
+
+
+@given(messy())
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_scenario_is_refused_with_reasons_or_built(s):
+    """Either validation names what is wrong, or the scenario builds and
+    every bound process's mappings translate through its device."""
+    try:
+        s.validate()
+    except ScenarioError as e:
+        assert e.problems and all(p.path and p.what for p in e.problems)
+        return
+    b = s.build(caches="off")
+    for bd in s.binds:
+        p = s.get_process(bd.process)
+        for m in p.maps:
+            w = b.translate(bd.device, m.va, pasid=bd.pasid)
+            assert w.ok, (bd, m, w.fault)
