@@ -38,10 +38,15 @@ def progress(label: str, stream=None):
     t0 = time.monotonic()
     shown = []
 
+    tty = hasattr(stream, "isatty") and stream.isatty()
+
     def tick():
         while not done.wait(1.0):
             shown.append(1)
-            stream.write(f"\r{label}... {time.monotonic() - t0:.0f} s")
+            if tty:           # one line, rewritten each second
+                stream.write(f"\r{label}... {time.monotonic() - t0:.0f} s")
+            elif len(shown) == 1:
+                stream.write(f"{label}...\n")
             stream.flush()
 
     th = threading.Thread(target=tick, daemon=True)
@@ -52,7 +57,8 @@ def progress(label: str, stream=None):
         done.set()
         th.join()
         if shown:
-            stream.write(f"\r{label}: done in {time.monotonic() - t0:.1f} s\n")
+            stream.write(f"{chr(13) if tty else ''}{label}: done in "
+                         f"{time.monotonic() - t0:.1f} s\n")
             stream.flush()
 
 
