@@ -481,6 +481,11 @@ def audit(built) -> Audit:
     return Audit(reaches, findings)
 
 
+#: The spec's names of the fields holding the (first, second) stage roots.
+ROOT_FIELDS = {"vtd": ("flptptr", "slptptr"), "vtd-ecs": ("flptptr", "slptptr"),
+               "smmuv3": ("ttb0", "s2ttb"), "amdvi": ("gcr3", "host root")}
+
+
 def structure_graph(built) -> nx.DiGraph:
     """Root, context, PASID directory, PASID tables, page tables and the
     frames they map, as a DiGraph keyed by HPA (frames by
@@ -529,8 +534,10 @@ def structure_graph(built) -> nx.DiGraph:
                     node(ht, "page table", f"{table_name(f, lv)}\n{s.owner if s else hex(ht)}",
                          level=lv, fmt=fmt)
             if h(root) is not None:
-                g.add_edge(ptab, h(root), label=f"PASID {cfg.pasid} {field_name}",
-                           entry=cfg.entry)
+                fields = ROOT_FIELDS.get(built.scenario.model, ROOT_FIELDS["vtd"])
+                which = fields[0] if field_name == "flptptr" else fields[1]
+                who = "no PASID" if cfg.pasid is None else f"PASID {cfg.pasid}"
+                g.add_edge(ptab, h(root), label=f"{who} {which}", entry=cfg.entry)
             for t, c, i, entry in edges:
                 if h(t) is not None and h(c) is not None:
                     g.add_edge(h(t), h(c), label=f"[{i}]", entry=entry)

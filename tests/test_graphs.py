@@ -2,6 +2,7 @@
 
 import random
 
+import networkx as nx
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -177,18 +178,29 @@ def test_audit_host_process_reach_is_its_mappings():
         assert b.symbols.lookup(hpa).owner == "host/udrv"
 
 
-def test_walk_path_lies_on_structure_graph():
+@pytest.mark.parametrize("name, module, kinds", [
+    ("nested-vtd", "svmkit.vtd", {"root table", "context table", "PASID directory",
+                                  "PASID table"}),
+    ("nested-smmuv3", "svmkit.smmuv3", {"stream table", "CD table"}),
+    ("nested-amdvi", "svmkit.amdvi", {"device table", "GCR3 table"}),
+])
+def test_walk_path_lies_on_structure_graph(name, module, kinds):
     from svmkit.graphs import structure_graph
-    s, b = _built("nested-vtd")
+    pytest.importorskip(module)
+    s, b = _built(name)
     g = structure_graph(b)
     w = b.translate("00:02.0", 0x600000 + 0x1234, pasid=5)
     assert w.ok
     for r in w.refs:
         assert (r.address & ~0xFFF) in g, (r, b.name(r.address))
+    # The walk's path is connected in the graph: each structure read's page
+    # is reachable from the first one.
+    first = w.refs[0].address & ~0xFFF
+    for r in w.refs:
+        assert nx.has_path(g, first, r.address & ~0xFFF), b.name(r.address)
     # Ownership attributes come from the symbol table.
-    kinds = {d["kind"] for _, d in g.nodes(data=True)}
-    assert {"root table", "context table", "PASID directory", "PASID table", "page table",
-            "frames"} <= kinds
+    have = {d["kind"] for _, d in g.nodes(data=True)}
+    assert kinds | {"page table", "frames"} <= have
     owners = {d["owner"] for _, d in g.nodes(data=True) if d["kind"] == "page table"}
     assert {"vm1", "vm1/app"} <= owners
 

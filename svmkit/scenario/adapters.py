@@ -231,11 +231,24 @@ class ProbeMixin:
         return out
 
     def contexts(self):
+        from dataclasses import replace
+
+        from svmkit.graphs import leaves
         out = []
         for rid, pasid, w in self._probes():
             cfg = config_from_walk(rid, pasid, w)
-            if cfg is not None:
-                out.append(cfg)
+            if cfg is None:
+                continue
+            if cfg.kind == "nested" and cfg.first_root:
+                # The refs give the guest root's HPA; its GPA is where the
+                # second stage maps that page from.
+                gpa = 0
+                for x in leaves(self.mem, cfg.second_root, cfg.second_fmt, cfg.second_levels):
+                    if x.pa <= cfg.first_root < x.pa + x.size:
+                        gpa = x.va + (cfg.first_root - x.pa)
+                        break
+                cfg = replace(cfg, first_root=gpa)
+            out.append(cfg)
         return out
 
     def structures(self):
@@ -256,9 +269,11 @@ class ProbeMixin:
         out = []
         for rid, pasid, w in self._probes():
             prev = None
+            # Structure reads in order; page-table reads between them (a
+            # stage 2 walk locating a guest-owned CD or GCR3 table) skipped.
             for r in w.refs:
                 if r.stage in ("first", "second"):
-                    break
+                    continue
                 page = r.address & ~0xFFF
                 if prev is not None and prev != page:
                     out.append((prev, page, r.structure or r.stage, r.address))
@@ -303,7 +318,9 @@ def config_from_walk(rid, pasid, w):
     slev = getattr(w, "second_levels", None) or (levels if kind == "second" else 4)
     return PasidConfig(
         rid, pasid, kind,
-        first_root=firsts[0].address & ~0xFFF if firsts and not nested else 0,
+        # Nested: this is the guest root's HPA; ProbeMixin.contexts turns it
+        # into the GPA the entry holds.
+        first_root=firsts[0].address & ~0xFFF if firsts else 0,
         first_levels=levels, first_fmt=fmt,
         second_root=seconds[0].address & ~0xFFF if seconds else 0,
         second_levels=slev, second_fmt=sfmt,
