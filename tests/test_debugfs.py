@@ -105,3 +105,24 @@ def test_bad_lines_are_named():
         debugfs.parse_domains(DOMAIN.replace(" |", " ?"))
     with pytest.raises(ValueError, match="no remapping unit"):
         debugfs.import_text("")
+
+
+def test_legacy_mode_dump():
+    """A legacy-mode unit (VT-d 9.1/9.3): PASID -1, 128-bit context entries
+    holding the second-level table (TT 00b, AW 010b: 4 levels, DID 2)."""
+    dmar = ("IOMMU dmar0: Root Table Address: 0x100000\n"
+            "B.D.F\tRoot_entry\t\t\t\tContext_entry\t\t\t\tPASID\tPASID_table_entry\n"
+            "00:1f.3\t0x0000000000000000:0x0000000000101001\t"
+            "0x0000000000000202:0x0000000000200001\t-1    \t"
+            "0x0000000000000000:0x0000000000000000:0x0000000000000000\n")
+    s = debugfs.import_text(dmar, DOMAIN.replace("00:02.0", "00:1f.3"))
+    assert s.image["ttm"] == "legacy"
+    b = s.build(caches="off")
+    w = b.translate("00:1f.3", 0xfffff008)
+    assert w.ok and w.pa == 0x7654008
+    assert [r.structure for r in w.refs[:2]] == ["root-entry", "context-entry"]
+    from svmkit.graphs import audit, structure_graph
+    a = audit(b)
+    assert [(r.device, r.pasid, r.kind) for r in a.reaches] == [("00:1f.3", None, "second")]
+    g = structure_graph(b)
+    assert all((r.address & ~0xFFF) in g for r in w.refs)

@@ -167,10 +167,36 @@ class VtdAdapter:
                 out.append((int(i) << 6 | int(j), ptp + 64 * int(j), ptp, base + 8 * int(i)))
         return out
 
+    def _legacy(self):
+        """Legacy mode (VT-d 9.1, 9.3; an imported machine): present context
+        entries of 128 bits, 256 per table, no PASIDs."""
+        from svmkit.vtd import structures as S
+        out = []
+        for bus in range(256):
+            q = self._q(self.root + 16 * bus, 2)
+            if not q or not q[0] & 1:
+                continue
+            ctp = S.root_entry.decode(q)["ctp"]
+            for devfn in range(256):
+                cq = self._q(ctp + 16 * devfn, 2)
+                if cq and cq[0] & 1:
+                    out.append((bus << 8 | devfn, ctp + 16 * devfn, ctp))
+        return out
+
     def contexts(self):
         """Every (rid, pasid) with a present PASID entry, as the model decodes
-        it (``Iommu.configure`` without caches)."""
+        it (``Iommu.configure`` without caches); in legacy mode every present
+        context entry, with ``pasid`` None."""
         out = []
+        if self.ttm == "legacy":
+            for rid, cpa, _ctp in self._legacy():
+                cfg, _err = self._plain.configure(rid)
+                if cfg is not None:
+                    out.append(PasidConfig(rid, None, cfg.pgtt, second_root=cfg.second_root,
+                                           second_levels=cfg.second_levels,
+                                           second_fmt=self.minfo.second_fmt, entry=cpa,
+                                           entry_name="context-entry", rid_pasid=True))
+            return out
         for rid, _cpa, _ctp, ce in self._contexts():
             for pasid, epa, _t, _d in self._pasid_entries(ce):
                 cfg, err = self._plain.configure(rid, pasid=pasid)
@@ -186,6 +212,10 @@ class VtdAdapter:
         """(HPA, size, kind, detail) of every IOMMU structure in memory."""
         from svmkit.vtd import structures as S
         out = [(self.root, 4096, "root table", "")]
+        if self.ttm == "legacy":
+            for ctp in sorted({ctp for _r, _c, ctp in self._legacy()}):
+                out.append((ctp, 4096, "context table", ""))
+            return out
         ctps = set()
         for rid, cpa, ctp, ce in self._contexts():
             if ctp not in ctps:
@@ -202,6 +232,10 @@ class VtdAdapter:
         and on to the stage roots: the skeleton of the structure graph."""
         from svmkit.vtd import structures as S
         out = []
+        if self.ttm == "legacy":
+            for rid, cpa, ctp in self._legacy():
+                out.append((self.root, ctp, f"bus {rid >> 8:02x}", self.root + 16 * (rid >> 8)))
+            return out
         for rid, cpa, ctp, ce in self._contexts():
             out.append((self.root, ctp, f"bus {rid >> 8:02x}", self.root + 16 * (rid >> 8)))
             out.append((ctp, ce["pasiddirptr"], bdf_str(rid), cpa))
