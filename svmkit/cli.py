@@ -90,7 +90,10 @@ def _built(args):
             raise UsageError(f"--step {n}: {s.name} has {len(s.steps)} steps; allowed: 0 to "
                              f"{len(s.steps)} or 'all'")
         for _ in range(n):
-            b.apply()
+            try:
+                b.apply()
+            except ValueError as e:
+                raise UsageError(f"{args.scenario}: step {b.steps_done}: {e}")
     return s, b
 
 

@@ -233,3 +233,19 @@ def test_any_scenario_is_refused_with_reasons_or_built(s):
         for m in p.maps:
             w = b.translate(bd.device, m.va, pasid=bd.pasid)
             assert w.ok, (bd, m, w.fault)
+
+
+def test_remap_moves_pages_and_invalidates():
+    s = load("userspace-driver-2017")
+    s.steps = []
+    s.step("remap", process="host/udrv", va=0x10000000, size="4 KiB")
+    b = s.build(caches="off")
+    before = b.translate("01:00.0", 0x10000010, pasid=1).pa
+    other = b.translate("01:00.0", 0x10001010, pasid=1).pa
+    label, writes, invs = b.apply()
+    after = b.translate("01:00.0", 0x10000010, pasid=1)
+    assert after.ok and after.pa != before
+    assert b.symbols.lookup(after.pa).owner == "host/udrv"
+    assert b.translate("01:00.0", 0x10001010, pasid=1).pa == other   # the rest stays
+    assert writes and invs
+    assert s.get_process("host/udrv").maps[1].size == 2 << 20        # the file is unchanged

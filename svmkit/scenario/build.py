@@ -238,17 +238,29 @@ class Built:
         self._register_tables(qname, pt, sp.to_host)
 
     def unmap(self, qname, va, size):
-        """Clear every leaf of process ``qname`` inside ``va .. va+size``
-        (found by reading its tables, so large pages go whole)."""
+        """Clear the mappings of process ``qname`` in ``va .. va+size``,
+        found by reading its tables. A large page that sticks out of the
+        range is split first, as an OS does: the parts outside are mapped
+        again to the same frames with smaller pages."""
         from svmkit.graphs import leaves
         proc = self.scenario.get_process(qname)
         pt, sp = self.first[qname], self.spaces[proc.owner]
         writes = []
+        end = va + size
         for x in leaves(self.mem, pt.root, pt.fmt.name, pt.levels, to_host=sp.to_host):
-            if va <= x.va < va + size:
-                slot = pt.unmap(x.va)
-                if slot is not None:
-                    writes.append((sp.to_host(slot), None, 0, f"{qname} unmap {x.va:#x}"))
+            if x.end <= va or x.va >= end:
+                continue
+            slot = pt.unmap(x.va)
+            if slot is not None:
+                writes.append((sp.to_host(slot), None, 0, f"{qname} unmap {x.va:#x}"))
+            perms = "r" + ("w" if "w" in x.rights else "") + ("x" if "x" in x.rights else "")
+            smaller = [p for p in self.minfo.first_page_sizes if p < x.size]
+            for lo, hi in ((x.va, max(x.va, va)), (min(x.end, end), x.end)):
+                if lo < hi:
+                    for pva, ppa, ps in split_pages(lo, x.pa + (lo - x.va), hi - lo, smaller):
+                        leaf = pt.map(pva, ppa, ps, **leaf_perms(pt.fmt.name, perms))
+                        writes.append((sp.to_host(leaf), None, self.mem.read_u64(
+                            sp.to_host(leaf)), f"{qname} split {pva:#x}"))
         return writes
 
     def apply(self, step=None):
@@ -268,11 +280,12 @@ class Built:
             rid = self.rid(a["device"])
             ops = self.adapter.unbind(rid, a["pasid"])
             self.binds.pop((rid, a["pasid"]), None)
-        elif step.action == "map":
-            writes = []
+        elif step.action in ("map", "remap"):
+            # remap: what an OS does when a page moves (migration, copy on
+            # write): clear the leaves, then map fresh pages, then flush.
             m = Mapping(int(a["va"]), parse_size(a["size"]), a.get("perms", "rw"),
                         None if a.get("page_size") is None else parse_size(a["page_size"]))
-            s.get_process(a["process"]).maps.append(m)
+            writes = self.unmap(a["process"], m.va, m.size) if step.action == "remap" else []
             self.map(a["process"], m, writes)
             ops = (writes, self._flush(a["process"], m.va, m.size))
         elif step.action == "unmap":
@@ -287,7 +300,7 @@ class Built:
             ops = self.adapter.modify(self.rid(a["device"]), a["pasid"], **kw)
         else:
             raise ValueError(f"step.action={step.action!r}; allowed: bind, unbind, map, "
-                             "unmap, pasid-entry")
+                             "unmap, remap, pasid-entry")
         self._register_structures()
         entry = (label, *self.adapter.ops(ops))
         self.log.append(entry)

@@ -138,6 +138,7 @@ class Bind:
 class Step:
     """A change over time. ``action``: ``bind``/``unbind`` (process, device,
     pasid), ``map``/``unmap`` (process, va, size, perms, page_size),
+    ``remap`` (the same range unmapped, then mapped to fresh pages),
     ``pasid-entry`` (device, pasid and the fields to change: ``second_of`` a VM
     name, ``first_of`` a process: point the entry at another's tables, the
     classic isolation mistake)."""
@@ -152,10 +153,12 @@ ACTIONS = {
     "unbind": ("device", "pasid"),
     "map": ("process", "va", "size"),
     "unmap": ("process", "va", "size"),
+    "remap": ("process", "va", "size"),
     "pasid-entry": ("device", "pasid"),
 }
 STEP_OPTIONAL = {
     "bind": (), "unbind": (), "map": ("perms", "page_size"), "unmap": (),
+    "remap": ("perms", "page_size"),
     "pasid-entry": ("second_of", "first_of"),
 }
 

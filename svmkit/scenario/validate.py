@@ -246,7 +246,7 @@ def check(s, file=None):
         elif "device" in a and s.get_device(a["device"]) is None:
             problems.append(Problem(f"{p}.device", f"{a['device']!r} is not a device of this "
                                     "scenario", ", ".join(d.bdf for d in s.devices) or "none"))
-        if st.action in ("map", "unmap") and "process" in a:
+        if st.action in ("map", "unmap", "remap") and "process" in a:
             pr = s.get_process(a["process"])
             if pr is None:
                 problems.append(Problem(f"{p}.process", f"{a['process']!r} is not a process",
