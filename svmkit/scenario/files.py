@@ -8,8 +8,12 @@ scenario equal to ``s`` (same dicts from :func:`to_dict`).
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:           # Python 3.10: the same parser as a package
+    import tomli as tomllib
 
 from svmkit.scenario.model import (
     HOST, SCHEMA, Bind, Device, Mapping, Process, Scenario, Step, Vm, parse_size, size_str)
