@@ -192,8 +192,17 @@ def cmd_audit(args):
     s, b = _built(args)
     with progress("auditing"):
         a = audit(b)
-    _out(args, text.audit_text(a, title=f"isolation audit of {s.name} ({s.model}), "
-                                        f"after {b.steps_done} of {len(s.steps)} steps"))
+    title = f"isolation audit of {s.name} ({s.model}), after {b.steps_done} of " \
+            f"{len(s.steps)} steps"
+    if args.format == "svg":
+        from svmkit.graphs import finding_edge, structure_graph
+        from svmkit.render import svg
+        g = structure_graph(b)
+        hl = finding_edge(g, a.findings[0]) if a.findings else None
+        _out(args, svg.graph_svg(g, highlight=hl, title=title + (
+            f": {len(a.findings)} findings, the first one's entry outlined" if hl else "")))
+    else:
+        _out(args, text.audit_text(a, title=title))
     return 0 if a.ok else 1
 
 
@@ -257,6 +266,7 @@ EXAMPLES = {
   svmkit show nested-vtd --format toml > mine.toml""",
     "audit": """examples:
   svmkit audit broken-isolation               (exit status 1: findings)
+  svmkit audit broken-isolation --format svg -o culprit.svg
   svmkit audit two-vms-shared-device --step all""",
     "compare": """examples:
   svmkit compare nested-vtd""",
@@ -312,6 +322,8 @@ def parser() -> argparse.ArgumentParser:
     a = cmd("audit", "what each device and PASID can reach, and what it should not",
             cmd_audit)
     a.add_argument("scenario", metavar="SCENARIO")
+    a.add_argument("--format", choices=("text", "svg"), default="text",
+                   help="svg: the structure graph with the first finding's entry outlined")
     a.add_argument("-o", "--output", metavar="FILE")
     _steps_arg(a)
 

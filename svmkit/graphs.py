@@ -556,6 +556,16 @@ def structure_graph(built) -> nx.DiGraph:
     return g
 
 
+def finding_edge(g, finding):
+    """The edge of a structure graph that carries a finding's cause (the
+    pointer written in the entry it blames), or None: for drawing the audit
+    with the culprit highlighted."""
+    edges = [(u, v) for u, v, d in g.edges(data=True) if d.get("entry") == finding.entry]
+    # A nested entry points at two roots; the second stage decides the reach.
+    edges.sort(key=lambda e: g.nodes[e[1]].get("domain") == finding.domain)
+    return edges[0] if edges else None
+
+
 def mapping_graph(built) -> nx.DiGraph:
     """GVA ranges -> GPA ranges -> HPA ranges, per PASID (device and PASID)
     and per VM, merged into ranges. Nodes are ``("gva", "00:02.0 PASID 5",

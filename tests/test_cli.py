@@ -54,6 +54,12 @@ def test_audit_exit_status(capsys):
     assert rc == 1 and "reaches vm2 memory" in out and mail_safe(out)
     rc, out, _ = run(capsys, "audit", "two-vms-shared-device")
     assert rc == 0 and "no findings" in out
+    # As a picture: the blamed PASID entry's pointer to vm2's table is outlined.
+    rc, out, _ = run(capsys, "audit", "broken-isolation", "--format", "svg")
+    root = ET.fromstring(out)
+    hl = [p for p in root.iter("{http://www.w3.org/2000/svg}path")
+          if p.get("stroke-width") == "4"]
+    assert rc == 1 and len(hl) == 1 and "PASID 5" in hl[0].get("data-edge")
 
 
 def test_show_variants(capsys, tmp_path):

@@ -28,8 +28,8 @@ def _svg(width: int, height: int, body: list[str], title: str) -> str:
     return (f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
             f"viewBox='0 0 {width} {height}' {FONT} font-size='13'>"
             f"<title>{escape(title)}</title>"
-            "<defs><marker id='arrow' viewBox='0 0 10 10' refX='10' refY='5' markerWidth='7' "
-            "markerHeight='7' orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' "
+            "<defs><marker id='arrow' viewBox='0 0 10 10' refX='10' refY='5' markerWidth='9' "
+            "markerHeight='9' markerUnits='userSpaceOnUse' orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' "
             "fill='#6b7280'/></marker></defs>"
             + "".join(body) + "</svg>")
 
@@ -153,6 +153,10 @@ def graph_svg(g, *, highlight=None, title: str | None = None,
         body.append(_text(pad, pad + 8, title, size=15, anchor="start", weight="bold"))
     hl_edge = highlight if isinstance(highlight, tuple) and len(highlight) == 2 \
         and g.has_edge(*highlight) else None
+    outs = {u: list(g.successors(u)) for u in g}
+    # Edge labels avoid the boxes and each other, and are drawn last.
+    placed = [(x - 2, y - 2, x + nw + 2, y + nh + 2) for x, y in xy.values()]
+    labels = []
     for u, v, d in g.edges(data=True):
         (x1, y1), (x2, y2) = xy[u], xy[v]
         hl = hl_edge == (u, v)
@@ -163,10 +167,24 @@ def graph_svg(g, *, highlight=None, title: str | None = None,
                     f"d='M{x1 + nw / 2:.1f},{y1 + nh:.1f} L{x2 + nw / 2:.1f},{y2:.1f}' "
                     f"{stroke} fill='none' marker-end='url(#arrow)'><title>{ex}</title></path>")
         lab = str(d.get("label", ""))
-        if lab and len(lab) <= 20:
-            # Labels sit a third of the way down so siblings' labels part.
-            mx, my = x1 + nw / 2 + (x2 - x1) / 3, y1 + nh + (y2 - y1 - nh) / 3
-            body.append(_text(mx + 4, my + 4, lab, size=12, anchor="start", fill="#374151"))
+        if lab and len(lab) <= 24:
+            # Siblings' labels sit at different heights along their edges so
+            # they do not print over each other; a white halo keeps them legible.
+            k, n = outs[u].index(v), len(outs[u])
+            t = 0.35 if n == 1 else 0.2 + 0.6 * k / (n - 1)
+            mx = x1 + nw / 2 + (x2 - x1) * t
+            my = y1 + nh + (y2 - y1 - nh) * t
+            def clash(dy):
+                b0 = (mx, my + dy - 10, mx + 7.6 * len(lab) + 8, my + dy + 5)
+                return any(b0[0] < b[2] and b[0] < b0[2] and b0[1] < b[3] and b[1] < b0[3]
+                           for b in placed)
+            # Nearest free line above or below the ideal spot.
+            dy = next((d for k in range(12) for d in (15 * k, -15 * k) if not clash(d)), 0)
+            my += dy
+            placed.append((mx, my - 10, mx + 7.6 * len(lab) + 8, my + 5))
+            labels.append(f"<text x='{mx + 4:.1f}' y='{my + 4:.1f}' font-size='12' "
+                        f"text-anchor='start' fill='#374151' stroke='white' stroke-width='3' "
+                        f"paint-order='stroke'>{escape(lab)}</text>")
     for n, d in g.nodes(data=True):
         x, y = xy[n]
         text = label(n, d) if label else d.get("label", str(n))
@@ -184,4 +202,5 @@ def graph_svg(g, *, highlight=None, title: str | None = None,
             ty = y + (nh / 2 + 5 if len(lines) == 1 else 19 + i * 17)
             body.append(_text(x + nw / 2, ty, t[:22], size=13 if i == 0 else 12))
         body.append("</g>")
+    body += labels
     return _svg(int(width), int(height), body, title or "graph")
