@@ -600,4 +600,9 @@ def adapter_for(s, mem, alloc, **kw):
     if cls is None:
         raise ValueError(f"model={s.model!r} cannot be built by scenarios yet; allowed: "
                          f"{', '.join(ADAPTERS)}")
-    return cls(s, mem, alloc, **kw)
+    try:
+        return cls(s, mem, alloc, **kw)
+    except ImportError as e:
+        # The model's package (svmkit.smmuv3, svmkit.amdvi ...) is not in this build.
+        raise ValueError(f"model={s.model!r} needs {e.name or 'its model package'}, which "
+                         "is not installed in this build") from None
