@@ -157,6 +157,9 @@ def cmd_show(args):
         _out(args, rjson.scenario_json(_load(args.scenario)))
         return 0
     s, b = _built(args)
+    if args.ops:
+        _out(args, text.ops_text(b.log, b.name))
+        return 0
     with progress("drawing"):
         g = structure_graph(b) if args.graph == "structure" else mapping_graph(b)
     if args.format == "svg":
@@ -262,6 +265,7 @@ EXAMPLES = {
   svmkit show --list
   svmkit show nested-vtd                      (summary and structure tree)
   svmkit show nested-vtd --graph mapping      (GVA -> GPA -> HPA ranges)
+  svmkit show nested-vtd --ops --step all     (every write and invalidation)
   svmkit show nested-vtd --format svg -o structures.svg
   svmkit show nested-vtd --format toml > mine.toml""",
     "audit": """examples:
@@ -315,6 +319,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("scenario", metavar="SCENARIO", nargs="?")
     s.add_argument("--list", action="store_true", help="list the shipped example scenarios")
     s.add_argument("--graph", choices=("structure", "mapping"), default="structure")
+    s.add_argument("--ops", action="store_true",
+                   help="what the drivers wrote and invalidated, operation by operation")
     s.add_argument("--format", choices=("text", "svg", "json", "toml"), default="text")
     s.add_argument("-o", "--output", metavar="FILE")
     _steps_arg(s)

@@ -140,3 +140,10 @@ def test_progress_reports_only_slow_work():
     with cli.progress("slow", buf):
         time.sleep(1.3)
     assert "slow" in buf.getvalue() and "done" in buf.getvalue()
+
+
+def test_show_ops_lists_driver_writes(capsys):
+    rc, out, _ = run(capsys, "show", "userspace-driver-2017", "--ops", "--step", "all")
+    assert rc == 0 and mail_safe(out)
+    assert "bind host/udrv to 01:00.0 PASID 1:" in out and "pasid-entry" in out
+    assert "invalidate" in out and "the process exits: unbind:" in out

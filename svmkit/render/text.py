@@ -199,6 +199,35 @@ def audit_text(audit, *, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ops_text(log, name=None) -> str:
+    """What the drivers did, for a mail: each operation (a label, its
+    memory writes ``(pa, old, new, what)`` and the invalidations it issued
+    by their spec names), in order. ``name(pa)`` names a written address."""
+    lines = []
+    for label, writes, invs in log:
+        lines.append(_fit(f"{label}:"))
+        for pa, old, new, what in writes:
+            was = "" if old is None else f"{hx(old, 16)} -> "
+            lines.append(_fit(f"  write {hx(pa, 13)} {was}{hx(new, 16)}"))
+            about = f"        {what}" + (f" ({name(pa)})" if name else "")
+            lines += [_fit(about)] if len(about) <= WIDTH else \
+                [_fit(f"        {what}"), _fit(f"        in {name(pa)}")]
+        for inv in invs:
+            lines += textwrap.wrap(f"  invalidate {getattr(inv, 'name', inv)} {_inv_args(inv)}",
+                                   WIDTH, subsequent_indent="    ")
+        if not writes and not invs:
+            lines.append("  (nothing)")
+    return "\n".join(lines) + "\n"
+
+
+def _inv_args(inv) -> str:
+    """The fields of an invalidation descriptor object, short."""
+    d = getattr(inv, "__dict__", {}) or {}
+    parts = [f"{k}={v:#x}" if isinstance(v, int) and not isinstance(v, bool) and v > 9
+             else f"{k}={v}" for k, v in d.items() if not k.startswith("_")]
+    return " ".join(parts)
+
+
 def tree_text(g, *, root=None, max_children: int = 12) -> str:
     """A structure graph (:func:`svmkit.graphs.structure_graph`) as an
     indented tree from its root table: one node a line, the pointing entry's

@@ -230,7 +230,9 @@ class Built:
         for va, pa, ps in split_pages(m.va, backing, m.size, sizes, m.page_size):
             slot = pt.map(va, pa, ps, **leaf_perms(pt.fmt.name, m.perms))
             if record is not None:
-                record.append((sp.to_host(slot), None, self.mem.read_u64(sp.to_host(slot)),
+                # The slot was empty: mappings never overlap a live one (a
+                # remap clears first).
+                record.append((sp.to_host(slot), 0, self.mem.read_u64(sp.to_host(slot)),
                                f"{qname} leaf for {va:#x}"))
         hb = sp.to_host(backing)
         where = f"GPA {backing:#x}" if proc.owner != HOST else ""
@@ -250,16 +252,17 @@ class Built:
         for x in leaves(self.mem, pt.root, pt.fmt.name, pt.levels, to_host=sp.to_host):
             if x.end <= va or x.va >= end:
                 continue
+            old = self.mem.read_u64(x.entry)
             slot = pt.unmap(x.va)
             if slot is not None:
-                writes.append((sp.to_host(slot), None, 0, f"{qname} unmap {x.va:#x}"))
+                writes.append((sp.to_host(slot), old, 0, f"{qname} unmap {x.va:#x}"))
             perms = "r" + ("w" if "w" in x.rights else "") + ("x" if "x" in x.rights else "")
             smaller = [p for p in self.minfo.first_page_sizes if p < x.size]
             for lo, hi in ((x.va, max(x.va, va)), (min(x.end, end), x.end)):
                 if lo < hi:
                     for pva, ppa, ps in split_pages(lo, x.pa + (lo - x.va), hi - lo, smaller):
                         leaf = pt.map(pva, ppa, ps, **leaf_perms(pt.fmt.name, perms))
-                        writes.append((sp.to_host(leaf), None, self.mem.read_u64(
+                        writes.append((sp.to_host(leaf), 0, self.mem.read_u64(
                             sp.to_host(leaf)), f"{qname} split {pva:#x}"))
         return writes
 
