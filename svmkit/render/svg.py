@@ -65,10 +65,13 @@ def walk_grid_svg(walk, *, highlight: int | None = None, title: str | None = Non
     y += 16
     centers = {}
 
-    def cell(x, y, c, kind):
+    def cell(x, y, c, kind, note=""):
         if c is None:
             body.append(f"<rect x='{x}' y='{y}' width='{cw - gap}' height='{ch}' rx='6' "
                         f"fill='{COLORS['empty']}' stroke='#d1d5db' stroke-dasharray='4 3'/>")
+            if note:
+                body.append(_text(x + (cw - gap) / 2, y + ch / 2 + 5, note, size=12,
+                                  fill="#6b7280"))
             return
         fill = COLORS["fault"] if c.fault else COLORS[kind]
         hl = c.number == highlight
@@ -105,8 +108,14 @@ def walk_grid_svg(walk, *, highlight: int | None = None, title: str | None = Non
         row = have.get(gl)
         label = ("data GPA" if gl == 0 else f"guest L{gl} table") if sl else f"L{gl}"
         body.append(_text(pad, y + ch / 2 + 5, label, anchor="start", weight="bold"))
+        low = min(row.second) if row and row.second else None
+        faulted = row is not None and any(c.fault for c in row.second.values())
         for j, l in enumerate(sl):
-            cell(label_w + pad + j * cw, y, row.second.get(l) if row else None, "second")
+            c = row.second.get(l) if row else None
+            # As in the text grid: "--" below a large page, a cache above.
+            note = "" if c is not None or low is None else \
+                "large page" if l < low and not faulted else "cache hit" if l > low else ""
+            cell(label_w + pad + j * cw, y, c, "second", note)
         if grid.first_levels and gl != 0:
             cell(label_w + pad + len(sl) * cw, y, row.first if row else None, "first")
         y += ch + gap
