@@ -214,3 +214,19 @@ def test_size_name():
     assert rtext.size_name(1 << 30) == "1 GiB"
     assert rtext.size_name(3 << 20) == "3 MiB"
     assert rtext.size_name(100) == "100 B"
+
+
+def test_cache_served_cells_are_marked_on_a_real_model():
+    """A model with paging-structure caches reports only the reads it made;
+    the grid says which cells a cache answered instead of calling them
+    unreached."""
+    pytest.importorskip("svmkit.vtd")
+    from svmkit.scenario import load
+    cold = load("nested-vtd").build(caches="off").translate("00:02.0", 0x600000, pasid=5)
+    warm = load("nested-vtd").build().translate("00:02.0", 0x600000, pasid=5)
+    assert cold.ok and warm.ok and cold.pa == warm.pa
+    t_cold, t_warm = rtext.walk_grid_text(cold), rtext.walk_grid_text(warm)
+    assert "[ c]" not in t_cold and "[..]" not in t_cold
+    if len(warm.refs) < len(cold.refs):
+        assert "[ c]" in t_warm and "[..]" not in t_warm
+        assert "cache hit" in rsvg.walk_grid_svg(warm)
