@@ -132,6 +132,13 @@ def walk_grid(walk) -> WalkGrid:
                     full)
 
 
+def walk_path(g, walk) -> list:
+    """The nodes of structure graph ``g`` (:func:`structure_graph`) that
+    ``walk`` read, in order, one per reference (None where a reference's
+    table is not in the graph): the walk drawn over the structures."""
+    return [(r.address & ~0xFFF) if (r.address & ~0xFFF) in g else None for r in walk.refs]
+
+
 def walk_graph(walk) -> nx.DiGraph:
     """The path of one walk as a graph: a node per ref (``n``: its number,
     with ``stage``, ``level``, ``address``, ``value``, ``structure``,

@@ -191,8 +191,8 @@ def test_walk_path_lies_on_structure_graph(name, module, kinds):
     g = structure_graph(b)
     w = b.translate("00:02.0", 0x600000 + 0x1234, pasid=5)
     assert w.ok
-    for r in w.refs:
-        assert (r.address & ~0xFFF) in g, (r, b.name(r.address))
+    from svmkit.graphs import walk_path
+    assert None not in walk_path(g, w)
     # The walk's path is connected in the graph: each structure read's page
     # is reachable from the first one.
     first = w.refs[0].address & ~0xFFF

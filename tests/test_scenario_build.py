@@ -124,12 +124,17 @@ def test_steps_unbind_remap_and_pasid_entry_edit():
 
 def test_shipped_examples_build():
     from svmkit.scenario import examples
+    built = 0
     for name in examples():
         s = load(name)
-        if s.model != "vtd":
+        try:
+            b = s.build(run_steps=True)
+        except ValueError as e:         # a model whose package is not in this build
+            assert "not installed" in str(e), (name, e)
             continue
-        b = s.build(run_steps=True)
         assert b.steps_done == len(s.steps)
+        built += 1
+    assert built >= 5
 
 
 def test_extended_context_mode_guest_owns_pasid_table():
