@@ -545,3 +545,15 @@ def test_bind_keeps_the_host_table_of_an_attached_device():
         drv.bind(DEV, 2, first_root=cr3, nested=True, second_root=hroot + 0x1000)
     with pytest.raises(ValueError, match="nested=False"):
         drv.bind(DEV, 3, first_root=cr3)
+
+
+def test_walk_carries_the_decoded_config():
+    w, g, drv, cr3, page = nested_world()
+    drv.bind(DEV, 2, first_root=cr3, nested=True)
+    for _ in range(2):                      # from the walk, then from the caches
+        r = w.io.translate(DEV, GVA, pasid=2)
+        assert r.config == w.io.configure(DEV, pasid=2)
+        assert r.config.kind == "nested" and r.config.first_root == cr3
+    w.mem.write_u64(w.dt + 32 * DEV, w.mem.read_u64(w.dt + 32 * DEV) | 1 << 3)
+    w.io.invalidate(C.invalidate_devtab_entry(DEV))
+    assert w.io.translate(DEV, GVA, pasid=2).config is None     # reserved bit: no config

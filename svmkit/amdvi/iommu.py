@@ -338,15 +338,38 @@ class _Translation:
         self.user = pasid is not None and not privileged
         self.refs, self.cache = [], {}
         self.domain_id, self.sa = 0, False
+        self.mode = self.cr3 = self.gcr3_pa = None
         self.walk_info = {"fmt": "amd_v1", "levels": 0}
 
     # results
     def walk(self, ok, pa=None, size=None, fault=None, gpa=None):
         w = W.Walk(va=self.address, ok=ok, pa=pa, page_size=size, fault=fault,
-                   refs=self.refs, gpa=gpa, access=self.access, **self.walk_info)
-        w.cache = self.cache
+                   refs=self.refs, gpa=gpa, access=self.access, cache=self.cache,
+                   config=self.config(), **self.walk_info)
         w.event = None
         return w
+
+    def config(self):
+        """The :class:`Config` decoded so far (None before a usable DTE)."""
+        cfg = getattr(self, "cfg", None)
+        if cfg is None or self.mode is None:
+            return None
+        common = dict(device_id=self.device_id, pasid=self.pasid, domain_id=self.domain_id)
+        dte_pa = self.io.dte_address(self.device_id)
+        if not cfg["v"]:
+            return Config(kind="untranslated", entry=dte_pa, entry_name="dte", **common)
+        second = dict(second_root=cfg["host_pt_root"], second_levels=self.mode)
+        if self.pasid is None:
+            if self.mode == 0:
+                return Config(kind="pass-through", entry=dte_pa, entry_name="dte", **common)
+            return Config(kind="second", entry=dte_pa, entry_name="dte", **second, **common)
+        if self.cr3 is None:
+            return None
+        first = dict(first_root=self.cr3, first_levels=GPM_LEVELS[cfg["gpm"]],
+                     entry=self.gcr3_pa, entry_name="gcr3-entry")
+        if self.mode == 0:
+            return Config(kind="first", **first, **common)
+        return Config(kind="nested", **first, **second, **common)
 
     def fault(self, stage, level, reason, name, address=None, *, present=None):
         code = EVENT_CODES[name]
@@ -409,8 +432,9 @@ class _Translation:
             cfg = decode_dte(q)
             self.dte_cache.fill(self.device_id, cfg)
         self.domain_id, self.sa = cfg["domain_id"], bool(cfg["sa"])
-        self.cfg, self.mode, self.d2 = cfg, 0, None
+        self.cfg, self.mode, self.d2 = cfg, None, None     # mode set once the DTE is usable
         if not cfg["v"]:
+            self.mode = 0
             return None
         if cfg["reserved"]:
             return self.fault("dte", 0, "reserved-bit", "ILLEGAL_DEV_TABLE_ENTRY")
@@ -433,24 +457,11 @@ class _Translation:
             err = self.fault("dte", 0, "pasid-disabled", "INVALID_DEVICE_REQUEST")
         if err is not None:
             return err.fault
-        cfg, dte_pa = self.cfg, self.io.dte_address(self.device_id)
-        common = dict(device_id=self.device_id, pasid=self.pasid, domain_id=self.domain_id)
-        if not cfg["v"]:
-            return Config(kind="untranslated", entry=dte_pa, entry_name="dte", **common)
-        second = dict(second_root=cfg["host_pt_root"], second_levels=self.mode)
-        if self.pasid is None:
-            if self.mode == 0:
-                return Config(kind="pass-through", entry=dte_pa, entry_name="dte", **common)
-            return Config(kind="second", entry=dte_pa, entry_name="dte", **second, **common)
-        err, cr3 = self.gcr3()
-        if err is not None:
-            return err.fault
-        gcr3 = [r for r in self.refs if r.stage == "gcr3"]
-        first = dict(first_root=cr3, first_levels=GPM_LEVELS[cfg["gpm"]],
-                     entry=gcr3[-1].address, entry_name="gcr3-entry")
-        if self.mode == 0:
-            return Config(kind="first", **first, **common)
-        return Config(kind="nested", **first, **second, **common)
+        if self.cfg["v"] and self.pasid is not None:
+            err, _ = self.gcr3()
+            if err is not None:
+                return err.fault
+        return self.config()
 
     def iotlb_key(self, shift):
         return (self.domain_id, -1 if self.pasid is None else self.pasid, shift,
@@ -470,6 +481,7 @@ class _Translation:
                 self.iotlb.lookup(self.iotlb_key(shift))     # counts the hit, LRU
                 self.cache["iotlb"] = "hit"
                 pa = e[0] | (self.address & ((1 << shift) - 1))
+                self.cr3, self.gcr3_pa = e[2]        # what the filling walk found
                 self.set_info()
                 return self.walk(True, pa, 1 << shift)
         self.iotlb.misses += 1
@@ -481,7 +493,8 @@ class _Translation:
         key = self.iotlb_key(shift)
         old = self.iotlb.peek(key)
         rights = (old[1] if old else frozenset()) | {(self.access, self.user)}
-        self.iotlb.fill(key, (pa & ~(size - 1), rights))
+        # the guest CR3 and GCR3 entry ride along for Walk.config, not for translation
+        self.iotlb.fill(key, (pa & ~(size - 1), rights, (self.cr3, self.gcr3_pa)))
 
     def set_info(self):
         if self.pasid is None:
@@ -525,7 +538,8 @@ class _Translation:
         cached = self.gcr3_cache.lookup(key)
         self.cache["gcr3"] = _state(self.gcr3_cache, cached)
         if cached is not None:
-            return None, cached
+            self.cr3, self.gcr3_pa = cached
+            return None, self.cr3
         glx = self.cfg["glx"]
         if self.pasid >> (9 * (glx + 1)):
             return self.fault("gcr3", glx, "pasid-range", "IO_PAGE_FAULT"), 0
@@ -546,7 +560,8 @@ class _Translation:
             if e & GCR3_RESERVED:
                 return self.fault("gcr3", level, "reserved-bit", "IO_PAGE_FAULT"), 0
             table = e & GCR3_ADDR
-        self.gcr3_cache.fill(key, table)
+        self.cr3, self.gcr3_pa = table, hpa
+        self.gcr3_cache.fill(key, (table, hpa))
         return None, table
 
     def guest(self):
