@@ -65,7 +65,10 @@ class Comparison:
             f"SVM set-ups compared: a process's n={self.n}-level table bound at a PASID, "
             f"in a VM behind an m={self.m}-level second stage (4 KiB pages). Counts are "
             "the memory references of one translate() of each model with every cache "
-            "off, and the Driver's operations to bind and unbind one more PASID.", width)
+            "off, and the Driver's operations to bind and unbind one more PASID: "
+            "writes to the structures the IOMMU reads, made by the host for VT-d "
+            "scalable mode and native SVA, by the guest in its own memory otherwise.",
+            width)
         out.append("")
         out.append(" " * labw + "".join(f"{short[c]:>{colw}}" for c in self.columns))
         for r in self.rows:
