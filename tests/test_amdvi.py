@@ -135,6 +135,9 @@ def test_dte_faults(q0, q1, reason, name):
     assert not r.ok and r.fault.stage == "dte" and r.fault.reason == reason
     assert r.fault.name == name and r.fault.code == EVENT_CODES[name]
     assert w.io.events[-1].name == name and w.io.events[-1].device_id == DEV
+    if name == "ILLEGAL_DEV_TABLE_ENTRY":       # only GN, I, RW, RZ, TR are defined
+        assert not r.fault.flags & ~0x1A9
+        assert bool(r.fault.flags & 0x80) == (reason == "reserved-bit")
 
 
 def test_pasid_without_gv_is_an_invalid_device_request():

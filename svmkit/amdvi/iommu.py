@@ -35,7 +35,7 @@ from ..walker import reference
 from . import commands as C
 from .dte import (DTE_SIZE, GCR3_ADDR, GCR3_RESERVED, GCR3_V, GPM_LEVELS, decode_dte,
                   gcr3_index)
-from .events import EVENT_CODES, Event, io_page_fault_flags
+from .events import EVENT_CODES, FLAGS, Event, io_page_fault_flags
 
 __all__ = ["Iommu", "Fault", "Ref", "CacheConfig", "Config"]
 
@@ -377,6 +377,9 @@ class _Translation:
         if name in ("IO_PAGE_FAULT", "ILLEGAL_DEV_TABLE_ENTRY"):
             flags = io_page_fault_flags(reason, self.access, gn=self.pasid is not None,
                                         user=self.user, present=present)
+        if name == "ILLEGAL_DEV_TABLE_ENTRY":
+            # 48882 2.5.2 defines only GN, I, RW, RZ and TR for this event
+            flags &= sum(1 << FLAGS[f] for f in ("gn", "i", "rw", "rz", "tr"))
         f = Fault(stage, level, reason, self.address if address is None else address, code,
                   self.access, name=name, flags=flags)
         return self.walk(False, fault=f)
