@@ -1,0 +1,1 @@
+"""svmkit.widgets: the ipywidgets layer over the svmkit model."""
