@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from svmkit import Memory, NonExistentMemory
+from svmkit._memjit import load, store
+
+
+def test_sparse_high_address_costs_one_frame():
+    mem = Memory()
+    mem.write_u64(0x1_2345_6000, 0xDEAD_BEEF)
+    assert mem.frames_in_use == 1
+    assert mem.read_u64(0x1_2345_6000) == 0xDEAD_BEEF
+    assert mem.read_u64(0xF_FFFF_FFFF_F000) == 0          # never written: zeros
+
+
+def test_unaligned_and_cross_frame_bytes():
+    mem = Memory()
+    data = bytes(range(256)) * 40
+    mem.write(0x1FFF_F000 - 17, data)
+    assert mem.read(0x1FFF_F000 - 17, len(data)) == data
+    assert mem.read_u64(0x1FFF_F000 - 17) == int.from_bytes(data[:8], "little")
+
+
+def test_size_bounds_non_existent_memory():
+    mem = Memory(size=1 << 20)
+    mem.write_u64((1 << 20) - 8, 7)
+    with pytest.raises(NonExistentMemory):
+        mem.read_u64(1 << 20)
+    with pytest.raises(NonExistentMemory):
+        mem.write(0xFFFFC, b"12345")
+    keys, slots, frames, size = mem.arrays()
+    assert load(keys, slots, frames, size, (1 << 20) - 8) == (True, 7)
+    assert load(keys, slots, frames, size, 1 << 20)[0] is False
+    assert load(keys, slots, frames, size, -8)[0] is False
+
+
+@pytest.mark.parametrize("bad", [-1, 1 << 52, 1.5, None, True])
+def test_bad_addresses(bad):
+    with pytest.raises(ValueError, match="pa="):
+        Memory().read_u64(bad)
+
+
+@pytest.mark.parametrize("bad", [0, -4096, (1 << 52) + 4096, 1.5, "1M"])
+def test_bad_sizes(bad):
+    with pytest.raises(ValueError, match="size="):
+        Memory(size=bad)
+
+
+def test_negative_int64_pattern_round_trips():
+    mem = Memory()
+    mem.write_u64(0x1000, -1)
+    assert mem.read_u64(0x1000) == (1 << 64) - 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.integers(0, (1 << 40) - 1).map(lambda f: f * 4096 + 8),
+                       st.integers(0, (1 << 64) - 1), max_size=300))
+def test_compiled_load_store_agree_with_python(values):
+    """Thousands of frames force rehashing; the compiled lookup must find every one."""
+    mem = Memory()
+    for pa, v in values.items():
+        mem.write_u64(pa, v)
+    keys, slots, frames, size = mem.arrays()
+    for pa, v in values.items():
+        ok, got = load(keys, slots, frames, size, pa)
+        assert ok and int(got) & ((1 << 64) - 1) == v
+        assert store(keys, slots, frames, size, pa, np.int64(5))
+        assert mem.read_u64(pa) == 5
+    assert load(keys, slots, frames, size, 0x7_0000_0000_0000 + 8) == (True, 0)
