@@ -74,6 +74,8 @@ def served_root(tmp_path_factory) -> Path:
     settings = root / "lab-settings"
     for plugin, values in {
         "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
+        # Every cell in the DOM, so that a test can see all prompts and outputs.
+        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
         "@jupyterlab/apputils-extension/notification": {"fetchNews": "false",
                                                         "checkForUpdates": False},
     }.items():
