@@ -95,7 +95,8 @@ class Base(W.VBox):
     def __init__(self, children=(), **kwargs):
         self.message = W.HTML("")
         self.message.add_class("svmkit-message")
-        super().__init__([W.HTML(CSS), *children, self.message], **kwargs)
+        # The message sits at the top, next to the inputs it is usually about.
+        super().__init__([W.HTML(CSS), self.message, *children], **kwargs)
         self.add_class("svmkit")
 
     def show_message(self, text: str = "", kind: str = "info"):

@@ -145,15 +145,19 @@ class WalkStepper(Base):
         self.setup = setup
         self._structures = setup.notes.get("structures")
         self.device_pick.options = list(setup.devices)
+        self.device_pick.index = 0
         self._fill_pasids()
-        self.examples.options = [("(choose)", None)] + [
+        # -1 stands for "none": a Dropdown shows nothing for an option whose value is None.
+        self.examples.options = [("(choose)", -1)] + [
             (f"{label}: {a:#x}", a) for label, a in setup.addresses]
+        self.examples.index = 0
         if setup.addresses:
             self.address.value = hx(setup.addresses[0][1])
 
     def _fill_pasids(self):
         choices = self.setup.pasids(self.device_pick.value)
-        self.pasid_pick.options = choices
+        self.pasid_pick.options = [(label, -1 if p is None else p) for label, p in choices]
+        self.pasid_pick.index = 0
         self.pasid_pick.disabled = len(choices) < 2
 
     @guarded
@@ -182,7 +186,7 @@ class WalkStepper(Base):
 
     @guarded
     def _on_example(self, change):
-        if change["new"] is not None:
+        if change["new"] is not None and change["new"] >= 0:
             self.address.value = hx(change["new"])
 
     def load(self, address=None, *, device=None, pasid=None, access=None):
@@ -213,7 +217,9 @@ class WalkStepper(Base):
             self.show_message(str(exc), "error")
             return None
         dev = self.setup.devices.get(self.device_pick.value)
-        walk = self.setup.translate(dev, self.pasid_pick.value, va, ACCESS[self.access.value])
+        pasid = self.pasid_pick.value
+        pasid = None if pasid is None or pasid < 0 else pasid
+        walk = self.setup.translate(dev, pasid, va, ACCESS[self.access.value])
         self.show_message()
         self.show_walk(walk)
         return walk
