@@ -21,9 +21,11 @@ class Field:
     lo: int
     where: str = "all"
     doc: str = ""
+    address: bool = False      # an address field reads in place (not shifted down)
 
     def get(self, entry):
-        return (entry >> self.lo) & ((1 << (self.hi - self.lo + 1)) - 1)
+        value = (entry >> self.lo) & ((1 << (self.hi - self.lo + 1)) - 1)
+        return value << self.lo if self.address else value
 
 
 class Format:

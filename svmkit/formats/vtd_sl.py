@@ -43,7 +43,7 @@ class VtdSecondLevel(Format):
         Field("ps", 7, 7, doc="page size"),
         Field("a", 8, 8, doc="accessed (SSADE)"), Field("d", 9, 9, "leaf", doc="dirty (SSADE)"),
         Field("snp", 11, 11, "leaf", doc="snoop"),
-        Field("addr", 51, 12, doc="frame number of the next table or the page"),
+        Field("addr", 51, 12, doc="address of the next table or the page", address=True),
         Field("tm", 62, 62, "leaf", doc="transient mapping"),
     )
 

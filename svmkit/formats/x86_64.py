@@ -39,7 +39,7 @@ class X86_64(Format):
         Field("d", 6, 6, "leaf", doc="dirty"),
         Field("ps", 7, 7, doc="page size (PDPTE, PDE)"),
         Field("g", 8, 8, "leaf", doc="global"),
-        Field("addr", 51, 12, doc="frame number of the next table or the page"),
+        Field("addr", 51, 12, doc="address of the next table or the page", address=True),
         Field("xd", 63, 63, doc="execute disable"),
     )
 

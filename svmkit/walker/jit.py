@@ -113,7 +113,9 @@ def record_nb(refs, nref, stage, level, address, entry, guest_level):
 @njit
 def set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, access, d):
     a = d[0, G_A]
-    dirty = d[0, G_D]
+    dirty = d[0, G_D] if access == W else 0
+    if a == 0 and dirty == 0:
+        return
     end = min(nref, refs.shape[0])
     last = -1
     for k in range(start, end):
@@ -122,10 +124,10 @@ def set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, a
     for k in range(start, end):
         if refs[k, 0] != stage:
             continue
-        flags = a
-        if access == W and k == last:
-            flags |= dirty
-        if flags != 0:
+        flags = a | (dirty if k == last else 0)
+        # the value just read already has them: only our own stores changed memory since,
+        # and those only add flags
+        if flags != 0 and (refs[k, 3] & flags) != flags:
             ok, e = load(keys, slots, frames, size, refs[k, 2])
             if ok and (e & flags) != flags:
                 store(keys, slots, frames, size, refs[k, 2], e | flags)
