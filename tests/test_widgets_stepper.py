@@ -154,3 +154,12 @@ def test_an_internal_error_is_a_message_not_a_traceback():
 def test_catalogue_offers_the_plain_walks_first():
     keys = list(catalogue())
     assert keys[:5] == ["first4", "first5", "second4", "nested44", "nested55"]
+
+
+def test_decoded_address_field_points_at_the_next_table():
+    s = WalkStepper("first4")
+    refs = s.walk.refs
+    for k in range(1, len(refs)):
+        s.step()
+        nxt = refs[k].address & ~0xFFF
+        assert f"<td>addr</td><td>{nxt:#x}</td>" in s.entry.value, (k, s.entry.value)

@@ -57,14 +57,13 @@ def decode_ref(walk, ref, *, phys_bits: int = 52, structures=None) -> Decoded:
         d = fmt.descriptor(levels, phys_bits)
         fields = fmt.decode(ref.value, ref.level, d)
         docs = {f.name: f.doc for f in fmt.fields}
+        addresses = {f.name for f in fmt.fields if getattr(f, "address", False)}
         reserved = int(fields.pop("reserved", 0))
         form = fields.pop("form", "")
         rows = [("form", form, "maps a page" if form == "leaf" else "points to a table")]
         for name, value in fields.items():
-            shown = hx(value << 12) if name == "addr" else str(value)
+            shown = hx(value) if name in addresses else str(value)
             note = docs.get(name, "")
-            if name == "addr":
-                note = ("page frame" if form == "leaf" else "next table") + " (address)"
             rows.append((name, shown, note))
         return Decoded(where, rows, reserved)
     if structures and ref.structure in structures:
