@@ -169,27 +169,26 @@ PLAIN = {
 
 
 def scenario_setups() -> dict:
-    """Set-ups from :mod:`svmkit.scenario`'s example scenarios, once that module is in the
-    kit: key -> zero-argument builder. Empty while it is not."""
+    """Set-ups from the example scenarios shipped with :mod:`svmkit.scenario`, once that
+    module is in the kit: key -> zero-argument builder. Empty while it is not."""
     try:
         from svmkit import scenario
-        from svmkit.scenario.build import build
     except ImportError:
         return {}
-    out = {}
-    for name, s in sorted(scenario.examples().items()):
-        out[f"scenario:{name}"] = (lambda name=name, s=s: _from_scenario(name, s, build))
-    return out
+    # Caches off: the stepper shows every reference of every walk, not what a cache saved.
+    return {f"scenario:{name}": (lambda name=name: from_scenario(scenario.load(name), name,
+                                                                 caches="off"))
+            for name in scenario.examples()}
 
 
-def _from_scenario(name, s, build) -> Setup:
-    """A Setup over a built scenario: its devices, the PASIDs bound on each, and the
-    mapped addresses of the bound processes as suggestions."""
-    from svmkit.scenario.model import bdf_str
-    b = build(s)
+def from_scenario(s, name=None, **build_options) -> Setup:
+    """A Setup over scenario ``s`` (a :class:`svmkit.scenario.Scenario`): its devices,
+    the PASIDs bound on each, and the bound processes' mappings as suggested addresses.
+    ``build_options`` go to ``s.build`` (e.g. ``caches="off"``)."""
+    b = s.build(**build_options)
     devices, pasids, addresses = {}, {}, []
     for d in s.devices:
-        label = f"{bdf_str(d.rid)} ({d.name})" if getattr(d, "name", None) else bdf_str(d.rid)
+        label = f"{d.bdf} ({d.name})" if d.name else d.bdf
         devices[label] = d.rid
         choices = [(f"{bd.pasid} ({bd.process})", bd.pasid) for bd in s.binds
                    if s.get_device(bd.device).rid == d.rid]
@@ -201,10 +200,10 @@ def _from_scenario(name, s, build) -> Setup:
     def translate(device, pasid, address, access="r"):
         return b.translate(device, address, pasid=pasid, access=access)
 
-    desc = getattr(s, "description", "") or getattr(s, "title", "") or name
-    return Setup(f"Scenario: {name} ({s.model})", desc, s.model, devices, translate,
-                 addresses, pasid_choices=pasids, mem=b.mem, built=b,
-                 phys_bits=getattr(s, "phys_bits", 52))
+    name = name or s.name
+    return Setup(f"Scenario {name} ({s.model})", s.description or name, s.model, devices,
+                 translate, addresses, pasid_choices=pasids, mem=b.mem, built=b,
+                 phys_bits=s.phys_bits)
 
 
 def catalogue() -> dict:
@@ -216,7 +215,7 @@ def catalogue() -> dict:
               "nested55": "Nested 5+5"}
     out = {k: (titles[k], v) for k, v in PLAIN.items()}
     for k, v in scenario_setups().items():
-        out[k] = (k.split(":", 1)[1], v)
+        out[k] = ("Scenario: " + k.split(":", 1)[1], v)
     return out
 
 

@@ -16,7 +16,7 @@ import ipywidgets as W
 from . import setups as S
 from ._common import Base, guarded, hx, message_html, parse_address
 from ._draw import grid_svg, path_svg
-from .entries import decode_ref
+from .entries import decode_ref, structure_decoders
 
 ACCESS = {"read": "r", "write": "w", "execute": "x"}
 
@@ -143,7 +143,7 @@ class WalkStepper(Base):
 
     def _use(self, setup):
         self.setup = setup
-        self._structures = setup.notes.get("structures")
+        self._structures = structure_decoders(setup)
         self.device_pick.options = list(setup.devices)
         self.device_pick.index = 0
         self._fill_pasids()
