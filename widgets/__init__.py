@@ -2,12 +2,15 @@
 
 - :class:`WalkStepper` (``walk_stepper``): one translation, reference by reference.
 - :class:`CostExplorer`: references per translation against levels and page sizes.
+- :class:`PasidTableEditor`: a VT-d device's PASID entries, edits, binds, invalidations,
+  caches with stale entries marked (needs :mod:`svmkit.scenario` and :mod:`svmkit.vtd`).
 
 Every widget catches its own errors and shows them as a message, never a traceback.
 """
 
 from .cost import CostExplorer
+from .pasid_editor import PasidTableEditor
 from .setups import Setup, catalogue
 from .stepper import WalkStepper, walk_stepper
 
-__all__ = ["CostExplorer", "Setup", "WalkStepper", "catalogue", "walk_stepper"]
+__all__ = ["CostExplorer", "PasidTableEditor", "Setup", "WalkStepper", "catalogue", "walk_stepper"]
