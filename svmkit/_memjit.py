@@ -1,47 +1,45 @@
-"""Compiled access to :class:`svmkit.memory.Memory`'s arrays, for the numba walkers."""
+"""Compiled access to :class:`svmkit.memory.Memory`'s arrays, for the numba walkers.
+
+Inlined into their callers so that numba drops the reference counting of the arrays.
+"""
 
 import numpy as np
 
 from ._jit import njit
 
-_GOLDEN = np.int64(0x9E3779B97F4A7C15 - (1 << 64))
 
-
-@njit
-def find(keys, frame):
+@njit(inline="always")
+def find(top, nodes, frame):
     """Row of ``frame`` in the frames array, or -1 when the frame was never written."""
-    mask = keys.shape[0] - 1
-    # same bucket as memory._bucket (the mask keeps only bits where an arithmetic and a
-    # logical shift agree)
-    p = frame * _GOLDEN
-    h = (p ^ (p >> 32)) & mask
-    while keys[h] != -1:
-        if keys[h] == frame:
-            return h
-        h = (h + 1) & mask
-    return -1
+    n1 = top[(frame >> 18) & 0x3FFFFF]
+    if n1 == 0:
+        return -1
+    n2 = nodes[n1, (frame >> 9) & 511]
+    if n2 == 0:
+        return -1
+    return np.int64(nodes[n2, frame & 511]) - 1
 
 
-@njit
-def load(keys, slots, frames, size, pa):
+@njit(inline="always")
+def load(top, nodes, frames, size, pa):
     """``(ok, value)`` of the 8-byte entry at ``pa`` (8-byte aligned); ok is False for
     non-existent memory (at or beyond ``size``, or outside 0..2^52)."""
     if pa < 0 or pa + 8 > size:
         return False, np.int64(0)
-    h = find(keys, pa >> 12)
-    if h < 0:
+    row = find(top, nodes, pa >> 12)
+    if row < 0:
         return True, np.int64(0)
-    return True, frames[slots[h], (pa & 0xFFF) >> 3]
+    return True, frames[row, (pa & 0xFFF) >> 3]
 
 
-@njit
-def store(keys, slots, frames, size, pa, value):
+@njit(inline="always")
+def store(top, nodes, frames, size, pa, value):
     """Write an 8-byte entry into a frame that exists; False if it does not (the walkers only
     update entries they have just read as present, which always live in written frames)."""
     if pa < 0 or pa + 8 > size:
         return False
-    h = find(keys, pa >> 12)
-    if h < 0:
+    row = find(top, nodes, pa >> 12)
+    if row < 0:
         return False
-    frames[slots[h], (pa & 0xFFF) >> 3] = value
+    frames[row, (pa & 0xFFF) >> 3] = value
     return True

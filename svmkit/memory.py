@@ -1,28 +1,25 @@
 """Host-physical memory: sparse 4 KiB frames that the compiled walkers read in place.
 
 A 52-bit physical address space cannot be an array, but a page table at 0x1_2345_6000 must
-cost one frame. :class:`Memory` keeps the frames that were ever written in one (n, 512) int64
-array and finds them through an open-addressing hash of frame numbers; frames never written
-read as zeros. Both arrays are handed to numba code as they are (``Memory.arrays``), never
-copied. Values are little-endian, as on x86 and Arm.
+cost one frame. :class:`Memory` keeps the frames that were ever written as rows of one
+(n, 512) int64 array and finds them through a three-level directory, like a page table of
+its own: ``top`` is indexed by address bits 51:30, each of its entries names a row of
+``nodes`` indexed by bits 29:21, whose entry names another row of ``nodes`` indexed by bits
+20:12, whose entry is the frame's row (all numbers +1, so that 0 means "never written").
+The upper levels of a walk's lookups stay in the CPU's cache, which a hash table's probes do
+not. Frames never written read as zeros. All arrays are handed to numba code as they are
+(``Memory.arrays``), never copied. Values are little-endian, as on x86 and Arm.
 """
 
 import numpy as np
 
 PAGE = 4096
 MAX_PHYS = 1 << 52
-_GOLDEN = 0x9E3779B97F4A7C15      # Fibonacci hashing: frame numbers are often sequential
 _M64 = (1 << 64) - 1
 
 
 class NonExistentMemory(ValueError):
     """An access at or beyond the installed memory (``Memory.size``)."""
-
-
-def _bucket(frame, mask):
-    """Hash bucket of a frame number; :func:`svmkit._memjit.find` computes the same."""
-    p = (frame * _GOLDEN) & _M64
-    return (p ^ (p >> 32)) & mask
 
 
 class Memory:
@@ -42,16 +39,17 @@ class Memory:
         self.size = int(size)
         self._slot_of = {}                       # frame number -> row of _frames
         self._frames = np.zeros((16, PAGE // 8), dtype=np.int64)
-        self._bits = 6
-        self._keys = np.full(1 << self._bits, -1, dtype=np.int64)
-        self._slots = np.zeros(1 << self._bits, dtype=np.int64)
+        # 16 MiB of address space, of which the OS backs only the pages touched
+        self._top = np.zeros(1 << 22, dtype=np.int32)
+        self._nodes = np.zeros((16, 512), dtype=np.int32)   # row 0 stays empty
+        self._nodes_used = 1
 
     # -- compiled access ---------------------------------------------------------------------
 
     def arrays(self):
-        """``(keys, slots, frames, size)`` for :mod:`svmkit._memjit`; valid until the next
+        """``(top, nodes, frames, size)`` for :mod:`svmkit._memjit`; valid until the next
         write that adds a frame."""
-        return self._keys, self._slots, self._frames, self.size
+        return self._top, self._nodes, self._frames, self.size
 
     @property
     def frames_in_use(self):
@@ -60,6 +58,28 @@ class Memory:
     def frames(self):
         """Physical addresses of the frames that were written, in ascending order."""
         return [fn * PAGE for fn in sorted(self._slot_of)]
+
+    def _node(self):
+        if self._nodes_used == len(self._nodes):
+            self._nodes = np.concatenate([self._nodes, np.zeros_like(self._nodes)])
+        self._nodes_used += 1
+        return self._nodes_used - 1
+
+    def _row(self, frame, create):
+        row = self._slot_of.get(frame)
+        if row is None and create:
+            row = len(self._slot_of)
+            if row == len(self._frames):
+                self._frames = np.concatenate([self._frames, np.zeros_like(self._frames)])
+            self._slot_of[frame] = row
+            hi, mid, lo = frame >> 18, (frame >> 9) & 511, frame & 511
+            if self._top[hi] == 0:
+                self._top[hi] = self._node()
+            n1 = self._top[hi]
+            if self._nodes[n1, mid] == 0:
+                self._nodes[n1, mid] = self._node()
+            self._nodes[self._nodes[n1, mid], lo] = row + 1
+        return row
 
     # -- byte access -------------------------------------------------------------------------
 
@@ -70,34 +90,6 @@ class Memory:
             raise NonExistentMemory(
                 f"access at {int(pa):#x}+{n} reaches beyond installed memory ({self.size:#x} bytes)")
         return int(pa)
-
-    def _row(self, frame, create):
-        row = self._slot_of.get(frame)
-        if row is None and create:
-            row = len(self._slot_of)
-            if row == len(self._frames):
-                self._frames = np.concatenate([self._frames, np.zeros_like(self._frames)])
-            self._slot_of[frame] = row
-            if 2 * len(self._slot_of) > len(self._keys):
-                self._rehash(self._bits + 1)
-            else:
-                self._insert(frame, row)
-        return row
-
-    def _insert(self, frame, row):
-        mask = len(self._keys) - 1
-        h = _bucket(frame, mask)
-        while self._keys[h] != -1:
-            h = (h + 1) & mask
-        self._keys[h] = frame
-        self._slots[h] = row
-
-    def _rehash(self, bits):
-        self._bits = bits
-        self._keys = np.full(1 << bits, -1, dtype=np.int64)
-        self._slots = np.zeros(1 << bits, dtype=np.int64)
-        for frame, row in self._slot_of.items():
-            self._insert(frame, row)
 
     def write(self, pa, data):
         """Store ``data`` (bytes-like) at ``pa``."""

@@ -57,7 +57,7 @@ def test_negative_int64_pattern_round_trips():
 @given(st.dictionaries(st.integers(0, (1 << 40) - 1).map(lambda f: f * 4096 + 8),
                        st.integers(0, (1 << 64) - 1), max_size=300))
 def test_compiled_load_store_agree_with_python(values):
-    """Thousands of frames force rehashing; the compiled lookup must find every one."""
+    """Frames spread over the 52-bit space; the compiled lookup must find every one."""
     mem = Memory()
     for pa, v in values.items():
         mem.write_u64(pa, v)

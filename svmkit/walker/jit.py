@@ -19,8 +19,8 @@ from ..formats.layout import (
     G_A, G_AF, G_CANONICAL, G_D, G_EXEC_READ, G_INPUT_BITS, G_LEVELS, G_NL_MASK,
     G_NL_SHIFT, G_RSVD_REASON, G_TABLE_ADDR, G_WP_APPLIES, L_BITS, L_LEAF, L_LEAF_ADDR,
     L_LEAF_MASK, L_LEAF_VAL, L_PRESENT_ALL, L_PRESENT_ANY, L_RSVD_LEAF, L_RSVD_TABLE,
-    L_SHIFT, LEAF_ALWAYS, LEAF_IF, P_ALLOW, P_DENY, READ, T_ALLOW, T_DENY, USER, WRITE,
-    XPRIV, XUSER)
+    L_SHIFT, LEAF_ALWAYS, LEAF_IF, NCOL, P_ALLOW, P_DENY, READ, T_ALLOW, T_DENY, USER,
+    WRITE, XPRIV, XUSER)
 from .faults import FIRST, R, SECOND, W, reason_id
 
 NOT_PRESENT = reason_id("not-present")
@@ -28,12 +28,12 @@ NON_EXISTENT = reason_id("non-existent-memory")
 ADDRESS_WIDTH = reason_id("address-width")
 PERMISSION = reason_id("permission")
 ACCESS_FLAG = reason_id("access-flag")
-ALL_RIGHTS = 31
+C_T_ALLOW, C_T_DENY, C_P_ALLOW, C_P_DENY = NCOL, NCOL + 1, NCOL + 2, NCOL + 3
 REF_COLUMNS = 5
 MAX_REFS = 64          # rows a walk may need: 35 for 5+5 levels, plus a model's structures
 
 
-@njit
+@njit(inline="always")
 def fits_nb(addr, d):
     bits = d[0, G_INPUT_BITS]
     if d[0, G_CANONICAL]:
@@ -42,12 +42,12 @@ def fits_nb(addr, d):
     return (addr >> bits) == 0
 
 
-@njit
+@njit(inline="always")
 def index_nb(addr, level, d):
     return (addr >> d[level, L_SHIFT]) & ((np.int64(1) << d[level, L_BITS]) - 1)
 
 
-@njit
+@njit(inline="always")
 def classify_nb(e, level, d):
     if (e & d[level, L_PRESENT_ANY]) == 0 or \
             (e & d[level, L_PRESENT_ALL]) != d[level, L_PRESENT_ALL]:
@@ -72,34 +72,7 @@ def classify_nb(e, level, d):
     return np.int64(0), leaf, next_level
 
 
-@njit
-def rights_nb(e, level, leaf, d):
-    allow = P_ALLOW if leaf else T_ALLOW
-    deny = P_DENY if leaf else T_DENY
-    granted = 0
-    for r in range(5):
-        a = d[level, allow + r]
-        if (e & a) == a and (e & d[level, deny + r]) == 0:
-            granted |= 1 << r
-    return granted
-
-
-@njit
-def permitted_nb(granted, access, user, wp, d):
-    if access == R:
-        need = 1 << READ
-    elif access == W:
-        need = 1 << WRITE if (user or wp or d[0, G_WP_APPLIES] == 0) else 0
-    else:
-        need = 1 << (XUSER if user else XPRIV)
-        if d[0, G_EXEC_READ] != 0:
-            need |= 1 << READ
-    if user:
-        need |= 1 << USER
-    return (granted & need) == need
-
-
-@njit
+@njit(inline="always")
 def record_nb(refs, nref, stage, level, address, entry, guest_level):
     if nref < refs.shape[0]:
         refs[nref, 0] = stage
@@ -110,10 +83,12 @@ def record_nb(refs, nref, stage, level, address, entry, guest_level):
     return nref + 1
 
 
-@njit
-def set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, access, d):
-    a = d[0, G_A]
-    dirty = d[0, G_D] if access == W else 0
+@njit(inline="always")
+def set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, p):
+    """Set A in the entries this stage read, D in its leaf (prepared ``p``: D only for a
+    write)."""
+    a = p[0, G_A]
+    dirty = p[0, G_D]
     if a == 0 and dirty == 0:
         return
     end = min(nref, refs.shape[0])
@@ -134,14 +109,85 @@ def set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, a
 
 
 @njit
-def leaf_check_nb(e, granted, access, user, wp, d):
-    """Fault reason (0 for none) for a leaf reached with ``granted`` rights."""
-    af = d[0, G_AF]
-    if af != 0 and (e & af) == 0:
-        return ACCESS_FLAG
-    if not permitted_nb(granted, access, user, wp, d):
-        return PERMISSION
-    return 0
+def prepare_nb(d, access, user, wp):
+    """The descriptor ``d`` for one kind of access: the rights the access needs (reference
+    :func:`~svmkit.walker.reference.permitted`) folded into one ALLOW and one DENY mask per
+    level and entry form (columns ``C_*``), and the dirty flag kept only for a write.
+    A walk then checks two masks per entry instead of every right."""
+    p = np.zeros((d.shape[0], NCOL + 4), dtype=np.int64)
+    p[:, :NCOL] = d
+    if access == R:
+        need = 1 << READ
+    elif access == W:
+        need = 1 << WRITE if (user or wp or d[0, G_WP_APPLIES] == 0) else 0
+    else:
+        need = 1 << (XUSER if user else XPRIV)
+        if d[0, G_EXEC_READ] != 0:
+            need |= 1 << READ
+    if user:
+        need |= 1 << USER
+    if access != W:
+        p[0, G_D] = 0
+    for level in range(1, d.shape[0]):
+        for r in range(5):
+            if need & (1 << r):
+                p[level, C_T_ALLOW] |= d[level, T_ALLOW + r]
+                p[level, C_T_DENY] |= d[level, T_DENY + r]
+                p[level, C_P_ALLOW] |= d[level, P_ALLOW + r]
+                p[level, C_P_DENY] |= d[level, P_DENY + r]
+    return p
+
+
+@njit(inline="always")
+def check_nb(e, level, p):
+    """``(reason, leaf, next_level)`` for entry ``e`` at ``level``, with the access's rights
+    checked too: reason PERMISSION is only a candidate, reported if the walk reaches a leaf."""
+    reason, leaf, next_level = classify_nb(e, level, p)
+    if reason != 0:
+        return reason, leaf, next_level
+    if leaf:
+        allow, deny = p[level, C_P_ALLOW], p[level, C_P_DENY]
+    else:
+        allow, deny = p[level, C_T_ALLOW], p[level, C_T_DENY]
+    if (e & allow) != allow or (e & deny) != 0:
+        return PERMISSION, leaf, next_level
+    return np.int64(0), leaf, next_level
+
+
+@njit
+def stage_prepared_nb(keys, slots, frames, size, addr, root, p, refs, nref, stage,
+                      guest_level):
+    """:func:`stage_nb` with a descriptor from :func:`prepare_nb`."""
+    level = p[0, G_LEVELS]
+    zero = np.int64(0)
+    if not fits_nb(addr, p):
+        return ADDRESS_WIDTH, level, zero, zero, nref
+    start = nref
+    table = root
+    denied = False
+    e = zero
+    while True:
+        entry = table + index_nb(addr, level, p) * 8
+        ok, e = load(keys, slots, frames, size, entry)
+        if not ok:
+            return NON_EXISTENT, level, zero, zero, nref
+        nref = record_nb(refs, nref, stage, level, entry, e, guest_level)
+        reason, leaf, next_level = check_nb(e, level, p)
+        if reason == PERMISSION:
+            denied = True
+        elif reason != 0:
+            return reason, level, zero, zero, nref
+        if leaf:
+            break
+        table = e & p[0, G_TABLE_ADDR]
+        level = next_level
+    if p[0, G_AF] != 0 and (e & p[0, G_AF]) == 0:
+        return ACCESS_FLAG, level, zero, zero, nref
+    if denied:
+        return PERMISSION, level, zero, zero, nref
+    set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, p)
+    page = np.int64(1) << p[level, L_SHIFT]
+    return zero, level, (e & p[level, L_LEAF_ADDR]) | (addr & (page - 1)), page, nref
 
 
 @njit
@@ -149,33 +195,60 @@ def stage_nb(keys, slots, frames, size, addr, root, d, access, user, wp, refs, n
              guest_level):
     """One stage. Returns ``(reason, level, out, page_size, nref)``; a fault's address is
     ``addr``."""
-    level = d[0, G_LEVELS]
-    if not fits_nb(addr, d):
-        return ADDRESS_WIDTH, level, np.int64(0), np.int64(0), nref
+    return stage_prepared_nb(keys, slots, frames, size, addr, root,
+                             prepare_nb(d, access, user, wp), refs, nref, stage, guest_level)
+
+
+@njit
+def walk_prepared_nb(keys, slots, frames, size, va, root, p1, second_root, p2_table, p2,
+                     nested, refs, nref):
+    """:func:`walk_nb` with prepared descriptors: ``p1`` for the first stage, ``p2_table``
+    for the second-stage reads of guest tables, ``p2`` for the final GPA."""
+    zero = np.int64(0)
+    if not nested:
+        reason, level, pa, page, nref = stage_prepared_nb(keys, slots, frames, size, va, root,
+                                                          p1, refs, nref, FIRST, -1)
+        return reason, FIRST, level, va if reason != 0 else zero, pa, page, nref, zero
+    level = p1[0, G_LEVELS]
+    if not fits_nb(va, p1):
+        return ADDRESS_WIDTH, FIRST, level, va, zero, zero, nref, zero
     start = nref
     table = root
-    granted = ALL_RIGHTS
-    e = np.int64(0)
+    denied = False
+    e = zero
     while True:
-        entry = table + index_nb(addr, level, d) * 8
+        gpa = table + index_nb(va, level, p1) * 8
+        # the guest's table pointer is a GPA: a second-stage walk finds the entry first
+        reason, slevel, entry, _, nref = stage_prepared_nb(keys, slots, frames, size, gpa,
+                                                           second_root, p2_table, refs, nref,
+                                                           SECOND, level)
+        if reason != 0:
+            return reason, SECOND, slevel, gpa, zero, zero, nref, zero
         ok, e = load(keys, slots, frames, size, entry)
         if not ok:
-            return NON_EXISTENT, level, np.int64(0), np.int64(0), nref
-        nref = record_nb(refs, nref, stage, level, entry, e, guest_level)
-        reason, leaf, next_level = classify_nb(e, level, d)
-        if reason != 0:
-            return reason, level, np.int64(0), np.int64(0), nref
-        granted &= rights_nb(e, level, leaf, d)
+            return NON_EXISTENT, FIRST, level, va, zero, zero, nref, zero
+        nref = record_nb(refs, nref, FIRST, level, entry, e, -1)
+        reason, leaf, next_level = check_nb(e, level, p1)
+        if reason == PERMISSION:
+            denied = True
+        elif reason != 0:
+            return reason, FIRST, level, va, zero, zero, nref, zero
         if leaf:
             break
-        table = e & d[0, G_TABLE_ADDR]
+        table = e & p1[0, G_TABLE_ADDR]
         level = next_level
-    reason = leaf_check_nb(e, granted, access, user, wp, d)
+    if p1[0, G_AF] != 0 and (e & p1[0, G_AF]) == 0:
+        return ACCESS_FLAG, FIRST, level, va, zero, zero, nref, zero
+    if denied:
+        return PERMISSION, FIRST, level, va, zero, zero, nref, zero
+    set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, FIRST, p1)
+    page = np.int64(1) << p1[level, L_SHIFT]
+    gpa = (e & p1[level, L_LEAF_ADDR]) | (va & (page - 1))
+    reason, slevel, pa, page2, nref = stage_prepared_nb(keys, slots, frames, size, gpa,
+                                                        second_root, p2, refs, nref, SECOND, 0)
     if reason != 0:
-        return reason, level, np.int64(0), np.int64(0), nref
-    set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, access, d)
-    page = np.int64(1) << d[level, L_SHIFT]
-    return np.int64(0), level, (e & d[level, L_LEAF_ADDR]) | (addr & (page - 1)), page, nref
+        return reason, SECOND, slevel, gpa, zero, zero, nref, gpa
+    return zero, SECOND, zero, zero, pa, min(page, page2), nref, gpa
 
 
 @njit
@@ -183,49 +256,10 @@ def walk_nb(keys, slots, frames, size, va, root, d1, second_root, d2, nested, ac
             wp, refs, nref):
     """One translation. Returns ``(reason, stage, level, fault_address, pa, page_size,
     nref, gpa)``."""
-    zero = np.int64(0)
-    if not nested:
-        reason, level, pa, page, nref = stage_nb(keys, slots, frames, size, va, root, d1,
-                                                 access, user, wp, refs, nref, FIRST, -1)
-        return reason, FIRST, level, va if reason != 0 else zero, pa, page, nref, zero
-    level = d1[0, G_LEVELS]
-    if not fits_nb(va, d1):
-        return ADDRESS_WIDTH, FIRST, level, va, zero, zero, nref, zero
-    start = nref
-    table = root
-    granted = ALL_RIGHTS
-    e = zero
-    while True:
-        gpa = table + index_nb(va, level, d1) * 8
-        # the guest's table pointer is a GPA: a second-stage walk finds the entry first
-        reason, slevel, entry, _, nref = stage_nb(keys, slots, frames, size, gpa,
-                                                  second_root, d2, R, False, wp, refs, nref,
-                                                  SECOND, level)
-        if reason != 0:
-            return reason, SECOND, slevel, gpa, zero, zero, nref, zero
-        ok, e = load(keys, slots, frames, size, entry)
-        if not ok:
-            return NON_EXISTENT, FIRST, level, va, zero, zero, nref, zero
-        nref = record_nb(refs, nref, FIRST, level, entry, e, -1)
-        reason, leaf, next_level = classify_nb(e, level, d1)
-        if reason != 0:
-            return reason, FIRST, level, va, zero, zero, nref, zero
-        granted &= rights_nb(e, level, leaf, d1)
-        if leaf:
-            break
-        table = e & d1[0, G_TABLE_ADDR]
-        level = next_level
-    reason = leaf_check_nb(e, granted, access, user, wp, d1)
-    if reason != 0:
-        return reason, FIRST, level, va, zero, zero, nref, zero
-    set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, FIRST, access, d1)
-    page = np.int64(1) << d1[level, L_SHIFT]
-    gpa = (e & d1[level, L_LEAF_ADDR]) | (va & (page - 1))
-    reason, slevel, pa, page2, nref = stage_nb(keys, slots, frames, size, gpa, second_root, d2,
-                                               access, False, wp, refs, nref, SECOND, 0)
-    if reason != 0:
-        return reason, SECOND, slevel, gpa, zero, zero, nref, gpa
-    return zero, SECOND, zero, zero, pa, min(page, page2), nref, gpa
+    return walk_prepared_nb(keys, slots, frames, size, va, root,
+                            prepare_nb(d1, access, user, wp), second_root,
+                            prepare_nb(d2, R, False, wp), prepare_nb(d2, access, False, wp),
+                            nested, refs, nref)
 
 
 @njit
@@ -233,9 +267,12 @@ def translate_nb(keys, slots, frames, size, vas, root, d1, second_root, d2, nest
                  user, wp, pa_out, fault_out):
     """Batch translation: ``pa_out[i]`` and ``fault_out[i]`` (0, or reason | stage << 4)."""
     refs = np.empty((MAX_REFS, REF_COLUMNS), dtype=np.int64)
+    p1 = prepare_nb(d1, access, user, wp)
+    p2_table = prepare_nb(d2, R, False, wp)
+    p2 = prepare_nb(d2, access, False, wp)
     for i in range(vas.shape[0]):
-        r = walk_nb(keys, slots, frames, size, vas[i], root, d1, second_root, d2, nested,
-                    access, user, wp, refs, 0)
+        r = walk_prepared_nb(keys, slots, frames, size, vas[i], root, p1, second_root,
+                             p2_table, p2, nested, refs, 0)
         if r[0] == 0:
             pa_out[i] = r[4]
             fault_out[i] = 0
