@@ -32,6 +32,10 @@ env:
 	  $(PY) -m pip install -e '.[test]' && \
 	  echo "$$key" > $(STAMP); \
 	else echo "make: $(VENV) is up to date with pyproject.toml"; fi
+	@cd /tmp && $(CURDIR)/$(PY) -c "import svmkit.widgets" 2>/dev/null || { \
+	  echo "make: svmkit.widgets does not import from the editable install:"; \
+	  echo "      pyproject.toml must list svmkit.widgets (package-dir widgets/) in its packages"; \
+	  exit 1; }
 
 # Debian's chromium for the real-browser tests (Playwright's own browser download
 # does not work here). Installed only when missing and when we may (root).
