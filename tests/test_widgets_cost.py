@@ -37,3 +37,19 @@ def test_explorer_lights_the_chosen_bar_and_reports_its_count():
 def test_measure_rejects_other_page_sizes():
     with pytest.raises(ValueError, match="page and second_page"):
         measure(4, 4, 8192)
+
+
+def test_bigger_caches_never_cost_more_references():
+    pytest.importorskip("svmkit.scenario", reason="svmkit.scenario is not in the kit yet")
+    from svmkit.widgets.cost import cache_cost, dma_stream
+    off = len(dma_stream().build(caches="off").translate("00:02.0", 0x4000_0000,
+                                                          pasid=5).refs)
+    small = [cache_cost(n, 1, pages=64, dmas=200) for n in (1, 64)]
+    big_psc = [cache_cost(n, 32, pages=64, dmas=200) for n in (1, 64)]
+    assert off > small[0] >= small[1] and small[0] > big_psc[0]
+    assert big_psc[1] < 1.5            # 64 entries hold the whole working set
+    x = CostExplorer()
+    x.pages.value = 16
+    points = x.measure_caches()
+    assert [p for p, _ in points] == list(x.IOTLB_SIZES)
+    assert f"caches off: {off}" in x.cache_plot.value and x.message.value == ""

@@ -42,6 +42,22 @@ def test_unbind_without_invalidation_leaves_a_stale_translation(editor):
     assert "STALE" not in editor.dma.value and "STALE" not in editor.caches.value
 
 
+def test_buttons_after_unbind_use_the_did_the_entry_had(editor):
+    pasid = bound_pasid(editor)
+    editor.pasid.value = pasid
+    editor.issue_dma()
+    editor.unbind(pasid)
+    editor._pc_pasid()
+    # The entry is read again and faults before the IOTLB is consulted, but the IOTLB
+    # still holds the old translation under the old DID: stale, waiting for a rebind.
+    w, t = editor.issue_dma()
+    assert not w.ok and not t.ok
+    assert any(stale for _e, stale in editor.stale_iotlb())
+    editor._piotlb_pasid()
+    assert editor.iommu.iotlb.entries() == []
+    assert "STALE" not in editor.caches.value
+
+
 def test_pasid_cache_invalidation_alone_leaves_the_iotlb_stale(editor):
     pasid = bound_pasid(editor)
     editor.pasid.value = pasid

@@ -25,6 +25,7 @@ KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 SIZES = {"4 KiB": 4 * KiB, "2 MiB": 2 * MiB, "1 GiB": 1 * GiB}
 #: The figures from the literature the plot marks: (guest levels, host levels) -> refs.
 HL = " data-highlight='1'"
+STRIDE = 2 * MiB          # between the pages of the cache workload
 LITERATURE = {(4, 4): ("24: 4+4 (Bhargava et al. 2008)", 24),
               (5, 5): ("35: 5+5 (5-level paging)", 35)}
 
@@ -156,6 +157,74 @@ def plot_svg(levels, second_levels, page, second_page) -> str:
     return "".join(out)
 
 
+def dma_stream(model="vtd"):
+    """The workload of the cache experiments: a VM's process with 256 pages of 4 KiB, one
+    every 2 MiB from GVA 0x40000000 (so each has its own page table and the
+    paging-structure caches matter), bound nested at PASID 5 to device 00:02.0 (a
+    svmkit.scenario Scenario)."""
+    from svmkit.scenario import Scenario
+    s = Scenario("dma-stream", model=model, memory=1 << 30)
+    s.vm("vm1", ram=256 << 20, second_levels=4)
+    app = s.process("app", vm="vm1")
+    for i in range(256):
+        app.map(0x4000_0000 + i * STRIDE, 4096, "rw", page_size=4096)
+    s.device("00:02.0", name="accel", vm="vm1")
+    s.bind("vm1/app", "00:02.0", pasid=5)
+    return s
+
+
+def cache_cost(iotlb_entries, psc_entries, *, pages=128, dmas=400, seed=1) -> float:
+    """Mean memory references per DMA for ``dmas`` random reads over ``pages`` 4 KiB
+    pages through a VT-d IOMMU (nested) with a fully associative IOTLB of
+    ``iotlb_entries`` and paging-structure caches of ``psc_entries`` (VT-d 6.2)."""
+    import random
+
+    from svmkit.vtd import CacheConfig
+    if not 1 <= pages <= 256:
+        raise ValueError(f"pages={pages}; allowed: 1 to 256")
+    b = dma_stream().build(caches=CacheConfig(iotlb_sets=1, iotlb_ways=int(iotlb_entries),
+                                              psc_entries=int(psc_entries)))
+    rng = random.Random(seed)
+    total = 0
+    for _ in range(dmas):
+        w = b.translate("00:02.0", 0x4000_0000 + STRIDE * rng.randrange(pages), pasid=5)
+        total += len(w.refs)
+    return total / dmas
+
+
+def cache_plot_svg(points, title) -> str:
+    """A line of (IOTLB entries, mean references) points, on a log2 x axis."""
+    width, height, left, top, bottom = 1100, 360, 70, 50, 60
+    ymax = max(5.0, max(v for _, v in points) * 1.15)
+    xs = [x for x, _ in points]
+    lo, hi = min(xs).bit_length(), max(xs).bit_length()
+    span = max(1, hi - lo)
+
+    def px(x):
+        return left + (width - left - 40) * (x.bit_length() - lo) / span
+
+    def py(v):
+        return top + (height - top - bottom) * (1 - v / ymax)
+
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+           f"viewBox='0 0 {width} {height}' font-family='DejaVu Sans, sans-serif'>",
+           f"<text x='{left}' y='28' font-size='18' font-weight='bold'>{escape(title)}</text>"]
+    path = " ".join(f"{'M' if i == 0 else 'L'}{px(x):.1f},{py(v):.1f}"
+                    for i, (x, v) in enumerate(points))
+    out.append(f"<path d='{path}' fill='none' stroke='#2563eb' stroke-width='3'/>")
+    for x, v in points:
+        out.append(f"<g data-iotlb='{x}' data-refs='{v:.2f}'><circle cx='{px(x):.1f}' "
+                   f"cy='{py(v):.1f}' r='6' fill='#f97316'/><text x='{px(x):.1f}' "
+                   f"y='{py(v) - 12:.1f}' font-size='15' text-anchor='middle'>{v:.2f}</text>"
+                   f"<text x='{px(x):.1f}' y='{height - bottom + 22}' font-size='14' "
+                   f"text-anchor='middle'>{x}</text></g>")
+    out.append(f"<text x='{(width + left) / 2:.0f}' y='{height - 12}' font-size='14' "
+               "text-anchor='middle'>IOTLB entries</text>"
+               f"<text x='18' y='{height / 2:.0f}' font-size='14' text-anchor='middle' "
+               f"transform='rotate(-90 18 {height / 2:.0f})'>references per DMA</text></svg>")
+    return "".join(out)
+
+
 class CostExplorer(Base):
     """Choose levels and page sizes; see the measured references per translation against
     every page-size pair, with 24 (4+4) and 35 (5+5) marked."""
@@ -176,8 +245,21 @@ class CostExplorer(Base):
         for w in (self.levels, self.second_levels, self.page, self.second_page):
             w.style.button_width = "90px"
             w.observe(lambda ch: self.update(), "value")
+        self.psc = W.IntSlider(value=8, min=1, max=64, description="PSC entries",
+                               continuous_update=False)
+        self.pages = W.IntSlider(value=128, min=8, max=256, step=8,
+                                 description="Pages touched", continuous_update=False)
+        self.run_b = W.Button(description="Measure with caches", icon="tachometer",
+                              button_style="primary", layout=W.Layout(width="auto"))
+        self.cache_plot = W.HTML()
+        self.cache_plot.add_class("svmkit-svg")
+        self.cache_plot.add_class("svmkit-cache-plot")
+        self.run_b.on_click(lambda b: self.measure_caches())
         super().__init__([self.levels, self.second_levels, self.page, self.second_page,
-                          self.summary, self.plot])
+                          self.summary, self.plot,
+                          W.HTML("<b>With caches</b>: a VT-d IOMMU, nested 4+4, random DMA "
+                                 "reads (press Measure: about a second)"),
+                          W.HBox([self.psc, self.pages, self.run_b]), self.cache_plot])
         self.update()
 
     @guarded
@@ -193,6 +275,23 @@ class CostExplorer(Base):
         self.plot.value = plot_svg(n, m, c.page, c.second_page)
         self.show_message()
         return c
+
+
+    IOTLB_SIZES = (1, 4, 16, 64, 256)
+
+    @guarded
+    def measure_caches(self):
+        """Mean references per DMA against IOTLB size, for the chosen PSC size and
+        working set; returns the (entries, mean) points."""
+        points = [(n, cache_cost(n, self.psc.value, pages=self.pages.value))
+                  for n in self.IOTLB_SIZES]
+        off = len(dma_stream().build(caches="off").translate(
+            "00:02.0", 0x4000_0000, pasid=5).refs)
+        self.cache_plot.value = cache_plot_svg(
+            points, f"References per DMA: {self.pages.value} pages touched, "
+                    f"paging-structure caches of {self.psc.value} (caches off: {off})")
+        self.show_message()
+        return points
 
 
 def cost_table():

@@ -62,6 +62,9 @@ class PasidTableEditor(Base):
                            pasid_width=io.pasid_width, caches=CacheConfig(enabled=False))
         self.entries = {}           # (rid, pasid) -> entry HPA, every entry ever seen
         self.rid_pasid = {}         # rid -> the PASID its requests without PASID use
+        # (rid, pasid) -> the DID the entry had when last present: an unbind clears the
+        # entry, but the cached translations stay tagged with the old DID.
+        self.last_did = {}
         self.pending = []           # descriptors the driver listed and nobody issued yet
         self.devices = {(f"{d.bdf} ({d.name})" if d.name else d.bdf): d.rid
                         for d in s.devices}
@@ -140,6 +143,8 @@ class PasidTableEditor(Base):
             q = tuple(self.iommu.mem.read_u64(pa + 8 * i) for i in range(st.qwords))
             f = st.decode(q)
             f["pasid"], f["entry"] = pasid, pa
+            if f["p"]:
+                self.last_did[(rid, pasid)] = f["did"]
             rows.append(f)
         return rows
 
@@ -257,12 +262,15 @@ class PasidTableEditor(Base):
         self.iommu.invalidate(desc)
         self.pending = [d for d in self.pending if d != desc]
         self.ops.value += f"<div>issued <code>{escape(str(desc))}</code></div>"
+        self._render()
 
     def _current(self):
         rows = {r["pasid"]: r for r in self.pasid_rows()}
         r = rows.get(self.pasid.value)
         if r is None:
             raise ValueError("PASID: choose a PASID entry first")
+        if not r["p"]:
+            r = dict(r, did=self.last_did.get((self.rid, r["pasid"]), r["did"]))
         return r
 
     def _pc_pasid(self):
