@@ -64,7 +64,8 @@ class Walk:
 
     Also ``va`` (the input), ``gpa`` (the first stage's output in a nested walk), and the
     stages' configuration (``fmt``, ``levels``, ``second_fmt``, ``second_levels``,
-    ``nested``), which renderers and widgets use to lay out the walk.
+    ``nested``), which renderers and widgets use to lay out the walk. IOMMU models fill
+    ``cache`` (hits and misses) and ``config`` (what they decoded from their structures).
     """
 
     va: int
@@ -80,6 +81,8 @@ class Walk:
     second_levels: int | None = None
     nested: bool = False
     access: str = "r"
+    cache: dict | None = None     # an IOMMU model's cache hits and misses for this walk
+    config: object = None         # the configuration a model decoded from its structures
 
     def __repr__(self):
         head = f"Walk(va={self.va:#x}, "

@@ -28,7 +28,9 @@ NON_EXISTENT = reason_id("non-existent-memory")
 ADDRESS_WIDTH = reason_id("address-width")
 PERMISSION = reason_id("permission")
 ACCESS_FLAG = reason_id("access-flag")
+ALL_RIGHTS = 31
 C_T_ALLOW, C_T_DENY, C_P_ALLOW, C_P_DENY = NCOL, NCOL + 1, NCOL + 2, NCOL + 3
+C_ACCESS = NCOL     # in row 0, where the C_ columns of the levels are unused
 REF_COLUMNS = 5
 MAX_REFS = 64          # rows a walk may need: 35 for 5+5 levels, plus a model's structures
 
@@ -84,11 +86,11 @@ def record_nb(refs, nref, stage, level, address, entry, guest_level):
 
 
 @njit(inline="always")
-def set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, p):
-    """Set A in the entries this stage read, D in its leaf (prepared ``p``: D only for a
-    write)."""
-    a = p[0, G_A]
-    dirty = p[0, G_D]
+def set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, access, d):
+    """Set A in the entries this stage read (``refs`` from ``start``), D in its leaf for a
+    write (reference :func:`~svmkit.walker.reference.set_accessed_dirty`)."""
+    a = d[0, G_A]
+    dirty = d[0, G_D] if access == W else 0
     if a == 0 and dirty == 0:
         return
     end = min(nref, refs.shape[0])
@@ -108,14 +110,23 @@ def set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, p
                 store(keys, slots, frames, size, refs[k, 2], e | flags)
 
 
-@njit
-def prepare_nb(d, access, user, wp):
-    """The descriptor ``d`` for one kind of access: the rights the access needs (reference
-    :func:`~svmkit.walker.reference.permitted`) folded into one ALLOW and one DENY mask per
-    level and entry form (columns ``C_*``), and the dirty flag kept only for a write.
-    A walk then checks two masks per entry instead of every right."""
-    p = np.zeros((d.shape[0], NCOL + 4), dtype=np.int64)
-    p[:, :NCOL] = d
+@njit(inline="always")
+def rights_nb(e, level, leaf, d):
+    """The rights entry ``e`` grants, one bit per right (reference :func:`rights`). The
+    paging-structure caches keep these, since a cached entry serves every kind of access."""
+    allow = P_ALLOW if leaf else T_ALLOW
+    deny = P_DENY if leaf else T_DENY
+    granted = 0
+    for r in range(5):
+        a = d[level, allow + r]
+        if (e & a) == a and (e & d[level, deny + r]) == 0:
+            granted |= 1 << r
+    return granted
+
+
+@njit(inline="always")
+def needed_nb(access, user, wp, d):
+    """The rights an access needs, one bit per right (reference :func:`permitted`)."""
     if access == R:
         need = 1 << READ
     elif access == W:
@@ -126,8 +137,36 @@ def prepare_nb(d, access, user, wp):
             need |= 1 << READ
     if user:
         need |= 1 << USER
-    if access != W:
-        p[0, G_D] = 0
+    return need
+
+
+@njit(inline="always")
+def permitted_nb(granted, access, user, wp, d):
+    need = needed_nb(access, user, wp, d)
+    return (granted & need) == need
+
+
+@njit(inline="always")
+def leaf_check_nb(e, granted, access, user, wp, d):
+    """Fault reason (0 for none) for a leaf reached with ``granted`` rights."""
+    af = d[0, G_AF]
+    if af != 0 and (e & af) == 0:
+        return ACCESS_FLAG
+    if not permitted_nb(granted, access, user, wp, d):
+        return PERMISSION
+    return 0
+
+
+@njit
+def prepare_nb(d, access, user, wp):
+    """The descriptor ``d`` for one kind of access: the rights the access needs (reference
+    :func:`~svmkit.walker.reference.permitted`) folded into one ALLOW and one DENY mask per
+    level and entry form (columns ``C_*``), and the access itself (``C_ACCESS``).
+    A walk then checks two masks per entry instead of every right."""
+    p = np.zeros((d.shape[0], NCOL + 4), dtype=np.int64)
+    p[:, :NCOL] = d
+    need = needed_nb(access, user, wp, d)
+    p[0, C_ACCESS] = access
     for level in range(1, d.shape[0]):
         for r in range(5):
             if need & (1 << r):
@@ -185,7 +224,7 @@ def stage_prepared_nb(keys, slots, frames, size, addr, root, p, refs, nref, stag
         return ACCESS_FLAG, level, zero, zero, nref
     if denied:
         return PERMISSION, level, zero, zero, nref
-    set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, p)
+    set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, p[0, C_ACCESS], p)
     page = np.int64(1) << p[level, L_SHIFT]
     return zero, level, (e & p[level, L_LEAF_ADDR]) | (addr & (page - 1)), page, nref
 
@@ -241,7 +280,8 @@ def walk_prepared_nb(keys, slots, frames, size, va, root, p1, second_root, p2_ta
         return ACCESS_FLAG, FIRST, level, va, zero, zero, nref, zero
     if denied:
         return PERMISSION, FIRST, level, va, zero, zero, nref, zero
-    set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, FIRST, p1)
+    set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, FIRST, p1[0, C_ACCESS],
+                          p1)
     page = np.int64(1) << p1[level, L_SHIFT]
     gpa = (e & p1[level, L_LEAF_ADDR]) | (va & (page - 1))
     reason, slevel, pa, page2, nref = stage_prepared_nb(keys, slots, frames, size, gpa,
