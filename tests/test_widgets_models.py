@@ -23,6 +23,7 @@ def stepper():
 def test_every_device_pasid_and_address_steps_cleanly(stepper, key):
     stepper.setup_pick.value = key
     setup = stepper.setup
+    assert setup is S.get(key) and stepper.message.value == "", stepper.message.value
     assert setup.devices, key
     for label in setup.devices:
         stepper.device_pick.value = label

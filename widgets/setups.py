@@ -11,6 +11,7 @@ walks begin with the root, context and PASID (or STE/CD, DTE) reads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 import svmkit
@@ -168,17 +169,37 @@ PLAIN = {
 }
 
 
-def scenario_setups() -> dict:
-    """Set-ups from the example scenarios shipped with :mod:`svmkit.scenario`, once that
-    module is in the kit: key -> zero-argument builder. Empty while it is not."""
+def model_installed(model: str) -> bool:
+    """Whether this build has the package of IOMMU model ``model`` (a scenario's
+    ``model``: "vtd", "vtd-ecs", "smmuv3", "amdvi")."""
+    import importlib.util
+    package = {"vtd-ecs": "vtd"}.get(model, model)
+    return importlib.util.find_spec(f"svmkit.{package}") is not None
+
+
+@lru_cache(maxsize=1)
+def _examples() -> tuple:
+    """(name, model) of the shipped example scenarios whose model is installed."""
     try:
         from svmkit import scenario
     except ImportError:
-        return {}
+        return ()
+    out = []
+    for name in scenario.examples():
+        model = scenario.load(name).model
+        if model_installed(model):
+            out.append((name, model))
+    return tuple(out)
+
+
+def scenario_setups() -> dict:
+    """Set-ups from the example scenarios shipped with :mod:`svmkit.scenario` whose model
+    this build has: key -> zero-argument builder. Empty without svmkit.scenario."""
+    from svmkit import scenario
     # Caches off: the stepper shows every reference of every walk, not what a cache saved.
     return {f"scenario:{name}": (lambda name=name: from_scenario(scenario.load(name), name,
                                                                  caches="off"))
-            for name in scenario.examples()}
+            for name, _model in _examples()}
 
 
 def from_scenario(s, name=None, **build_options) -> Setup:
@@ -214,7 +235,7 @@ def catalogue() -> dict:
               "nested44": "Nested 4+4 (guest over second level)",
               "nested55": "Nested 5+5"}
     out = {k: (titles[k], v) for k, v in PLAIN.items()}
-    for k, v in scenario_setups().items():
+    for k, v in (scenario_setups() if _examples() else {}).items():
         out[k] = ("Scenario: " + k.split(":", 1)[1], v)
     return out
 
