@@ -31,3 +31,23 @@ def test_walk_stepper_steps_under_voila(page, voila_server, artifacts):
     page.screenshot(path=str(artifacts / "voila-stepper-end.png"), full_page=True)
     body = page.locator("body").inner_text()
     assert "Traceback" not in body
+
+
+def test_walk_stepper_shows_the_iommu_lookups_under_voila(page, voila_server, artifacts):
+    pytest.importorskip("svmkit.scenario", reason="svmkit.scenario is not in the kit yet")
+    page.goto(voila_server.url("/voila/render/apps/walk-stepper.ipynb"),
+              wait_until="domcontentloaded")
+    box = page.locator(".svmkit").first
+    page.wait_for_selector(".svmkit .svmkit-count", timeout=180_000)
+    setup = box.locator(".widget-dropdown select").first
+    setup.select_option(label="Scenario: nested-vtd")
+    page.wait_for_function(
+        "el => /of \\d+ references/.test(el.querySelector('.svmkit-count')?.textContent)"
+        " && el.querySelector('.svmkit-grid')?.textContent.includes('root-entry')",
+        arg=box.element_handle(), timeout=30_000)
+    # The stepper starts on the device's first bound PASID: its walk begins with the
+    # root, context, PASID-directory and PASID entries.
+    seen = press_step_and_check(page, box, artifacts, "voila-vtd", presses=4)
+    assert seen[-1][1] == "4"
+    assert "pasid-entry" in box.locator(".svmkit-entry").inner_text()
+    page.screenshot(path=str(artifacts / "voila-vtd-after-steps.png"), full_page=True)

@@ -79,13 +79,13 @@ def decode_ref(walk, ref, *, phys_bits: int = 52, structures=None) -> Decoded:
     return Decoded(where, [("qword 0", f"{ref.value:#018x}", "raw value (no decoder)")])
 
 
-def _rows(fields: dict, addresses=()) -> list:
+def _rows(fields: dict, addresses=(), meanings=None) -> list:
     out = []
     for name, value in fields.items():
         if name == "reserved":
             continue
         shown = hx(value) if (name in addresses or value > 0xFFFF) else str(value)
-        out.append((name, shown, ""))
+        out.append((name, shown, (meanings or {}).get(name, {}).get(value, "")))
     return out
 
 
@@ -119,7 +119,8 @@ def structure_decoders(setup) -> dict:
                 base = ref.address - ref.address % st.size
                 q = _read(mem, base, st.qwords)
                 addrs = {n for n, f in st.fields.items() if getattr(f, "addr", False)}
-                return _rows(st.decode(q), addrs), st.reserved(q, haw)
+                meanings = {"pgtt": VS.PGTT_NAMES}
+                return _rows(st.decode(q), addrs, meanings), st.reserved(q, haw)
             out[name] = dec
     elif model.startswith("smmu"):
         from svmkit.smmuv3 import structures as SS

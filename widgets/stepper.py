@@ -238,6 +238,20 @@ class WalkStepper(Base):
         self.result.value = ""
         self._render()
 
+    def _context(self):
+        """What is being translated, for the picture's title (the renderer adds the
+        address and the outcome)."""
+        if self.setup is None:
+            return "walk"
+        parts = [self.setup.name]
+        dev = self.device_pick.value
+        if dev and dev != S.CPU:
+            parts.append(dev)
+        pasid = self.pasid_pick.value
+        if pasid is not None and pasid >= 0:
+            parts.append(f"PASID {pasid}")
+        return ", ".join(parts) + ":"
+
     def step(self):
         """One more reference."""
         if self.walk is not None and self.position.value < self.position.max:
@@ -262,7 +276,7 @@ class WalkStepper(Base):
         if walk is None:
             return
         k, n = self.position.value, len(walk.refs)
-        title = self._title or (f"{walk.va:#x}" + (" (nested)" if walk.nested else ""))
+        title = self._title or self._context()
         self.grid.value = grid_svg(walk, highlight=k or None, title=title)
         self.path.value = path_svg(walk, highlight=k or None)
         if k == 0:
