@@ -26,7 +26,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium; SVMKIT_CHROMIUM names another build of it (never a download).
+CHROMIUM = os.environ.get("SVMKIT_CHROMIUM", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 # Headless as root, and without the background traffic that hangs on hosts we cannot reach.
 CHROMIUM_ARGS = [
