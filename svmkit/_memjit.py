@@ -10,10 +10,13 @@ from ._jit import njit
 
 @njit(inline="always")
 def find(top, nodes, frame):
-    """Row of ``frame`` in the frames array, or -1 when the frame was never written."""
+    """Row of ``frame`` in the frames array, or -1 when the frame was never written (the
+    window layout has no ``nodes``; see :mod:`svmkit.memory`)."""
     n1 = top[(frame >> 18) & 0x3FFFFF]
     if n1 == 0:
         return -1
+    if nodes.shape[0] == 0:
+        return ((np.int64(n1) - 1) << 18) | (frame & 0x3FFFF)
     n2 = nodes[n1, (frame >> 9) & 511]
     if n2 == 0:
         return -1

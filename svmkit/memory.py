@@ -1,20 +1,33 @@
 """Host-physical memory: sparse 4 KiB frames that the compiled walkers read in place.
 
 A 52-bit physical address space cannot be an array, but a page table at 0x1_2345_6000 must
-cost one frame. :class:`Memory` keeps the frames that were ever written as rows of one
-(n, 512) int64 array and finds them through a three-level directory, like a page table of
-its own: ``top`` is indexed by address bits 51:30, each of its entries names a row of
-``nodes`` indexed by bits 29:21, whose entry names another row of ``nodes`` indexed by bits
-20:12, whose entry is the frame's row (all numbers +1, so that 0 means "never written").
-The upper levels of a walk's lookups stay in the CPU's cache, which a hash table's probes do
-not. Frames never written read as zeros. All arrays are handed to numba code as they are
+cost one frame. :class:`Memory` keeps the frames that were written as rows of one (n, 512)
+int64 array, ``frames``, and finds a frame's row through a directory, in one of two
+layouts (both read by :func:`svmkit._memjit.load`):
+
+- *window* (Linux): ``frames`` is a window onto an anonymous mapping reserved without swap
+  accounting (MAP_NORESERVE), 1 GiB of it for each 1 GiB region of physical memory in use;
+  the kernel backs only the pages written. ``top``, indexed by address bits 51:30, names a
+  region's place in the window, and a frame's row follows from its address: one lookup
+  that stays in the CPU's cache, as near to a flat array as a 52-bit space allows.
+- *radix* (everywhere else, and when address space runs out): ``top`` names a row of
+  ``nodes`` indexed by bits 29:21, whose entry names another row indexed by bits 20:12,
+  whose entry is the frame's row; ``frames`` grows as frames are written.
+
+Directory numbers are +1, so that 0 means "never written"; ``nodes`` is empty in the window
+layout. Frames never written read as zeros. The arrays are handed to numba code as they are
 (``Memory.arrays``), never copied. Values are little-endian, as on x86 and Arm.
 """
+
+import mmap
+import sys
 
 import numpy as np
 
 PAGE = 4096
 MAX_PHYS = 1 << 52
+REGION_FRAMES = 1 << 18                # 1 GiB regions in the window layout
+_NORESERVE = 0x4000                    # MAP_NORESERVE on Linux (the mmap module lacks it)
 _M64 = (1 << 64) - 1
 
 
@@ -22,15 +35,26 @@ class NonExistentMemory(ValueError):
     """An access at or beyond the installed memory (``Memory.size``)."""
 
 
+def _reserve(regions):
+    """An anonymous mapping of ``regions`` GiB that the kernel backs only where written, or
+    None where it cannot be had."""
+    try:
+        return mmap.mmap(-1, regions * REGION_FRAMES * PAGE,
+                         flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _NORESERVE)
+    except (OSError, ValueError, OverflowError):
+        return None
+
+
 class Memory:
     """Host-physical memory of ``size`` bytes (None: the whole 52-bit space).
 
     ``write(pa, data)``, ``read(pa, n)``, ``read_u64(pa)`` and ``write_u64(pa, value)`` raise
     :class:`NonExistentMemory` for an access that reaches ``size``, and ValueError for an
-    address outside 0..2^52.
+    address outside 0..2^52. ``layout`` picks the directory ("window", "radix"; "auto":
+    window where it can be had); it changes speed, never contents.
     """
 
-    def __init__(self, size=None):
+    def __init__(self, size=None, *, layout="auto"):
         if size is None:
             size = MAX_PHYS
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool) \
@@ -38,11 +62,28 @@ class Memory:
             raise ValueError(f"size={size!r} is not allowed; allowed: None or 1 to 2**52 bytes")
         self.size = int(size)
         self._slot_of = {}                       # frame number -> row of _frames
-        self._frames = np.zeros((16, PAGE // 8), dtype=np.int64)
         # 16 MiB of address space, of which the OS backs only the pages touched
         self._top = np.zeros(1 << 22, dtype=np.int32)
-        self._nodes = np.zeros((16, 512), dtype=np.int32)   # row 0 stays empty
-        self._nodes_used = 1
+        self._regions = 0
+        self._map = None
+        if layout not in ("auto", "window", "radix"):
+            raise ValueError(f"layout={layout!r} is not allowed; allowed: auto, window, radix")
+        if layout != "radix" and sys.platform.startswith("linux"):
+            self._map = _reserve(self.WINDOW_REGIONS)
+        if layout == "window" and self._map is None:
+            raise ValueError("layout='window' needs Linux and free address space")
+        if self._map is not None:
+            self._frames = np.frombuffer(self._map, dtype=np.int64).reshape(-1, PAGE // 8)
+            self._nodes = np.zeros((0, 512), dtype=np.int32)
+        else:
+            self._to_radix()
+
+    WINDOW_REGIONS = 256     # 1 GiB regions reserved at first: address space, not RAM
+
+    @property
+    def layout(self):
+        """"window" or "radix" (see the module's docstring)."""
+        return "radix" if len(self._nodes) else "window"
 
     # -- compiled access ---------------------------------------------------------------------
 
@@ -65,9 +106,45 @@ class Memory:
         self._nodes_used += 1
         return self._nodes_used - 1
 
+    def _to_radix(self):
+        """Switch to (or start in) the radix layout, keeping every frame written."""
+        old, written = getattr(self, "_frames", None), sorted(self._slot_of.items())
+        self._map = None
+        self._top = np.zeros(1 << 22, dtype=np.int32)
+        self._nodes = np.zeros((16, 512), dtype=np.int32)   # row 0 stays empty
+        self._nodes_used = 1
+        self._frames = np.zeros((max(16, 2 * len(written)), PAGE // 8), dtype=np.int64)
+        self._slot_of = {}
+        for frame, row in written:
+            self._frames[self._row(frame, create=True)] = old[row]
+
+    def _grow_window(self):
+        """Twice the window's regions, copying the frames written; the radix layout when the
+        address space for that is not to be had."""
+        regions = 2 * len(self._frames) // REGION_FRAMES
+        new = _reserve(regions) if regions <= len(self._top) else None
+        if new is None:
+            self._to_radix()
+            return
+        frames = np.frombuffer(new, dtype=np.int64).reshape(-1, PAGE // 8)
+        for row in self._slot_of.values():
+            frames[row] = self._frames[row]
+        self._map, self._frames = new, frames
+
     def _row(self, frame, create):
         row = self._slot_of.get(frame)
         if row is None and create:
+            if self._map is not None:
+                hi = frame >> 18
+                if self._top[hi] == 0:
+                    if self._regions == len(self._frames) // REGION_FRAMES:
+                        self._grow_window()
+                        return self._row(frame, create)
+                    self._regions += 1
+                    self._top[hi] = self._regions
+                row = ((int(self._top[hi]) - 1) << 18) | (frame & (REGION_FRAMES - 1))
+                self._slot_of[frame] = row
+                return row
             row = len(self._slot_of)
             if row == len(self._frames):
                 self._frames = np.concatenate([self._frames, np.zeros_like(self._frames)])

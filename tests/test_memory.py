@@ -1,9 +1,14 @@
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from svmkit import Memory, NonExistentMemory
+from svmkit import memory as memory_module
 from svmkit._memjit import load, store
+
+LAYOUTS = ["window", "radix"] if sys.platform.startswith("linux") else ["radix"]
 
 
 def test_sparse_high_address_costs_one_frame():
@@ -53,12 +58,13 @@ def test_negative_int64_pattern_round_trips():
     assert mem.read_u64(0x1000) == (1 << 64) - 1
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @settings(max_examples=60, deadline=None)
-@given(st.dictionaries(st.integers(0, (1 << 40) - 1).map(lambda f: f * 4096 + 8),
-                       st.integers(0, (1 << 64) - 1), max_size=300))
-def test_compiled_load_store_agree_with_python(values):
+@given(values=st.dictionaries(st.integers(0, (1 << 40) - 1).map(lambda f: f * 4096 + 8),
+                              st.integers(0, (1 << 64) - 1), max_size=300))
+def test_compiled_load_store_agree_with_python(layout, values):
     """Frames spread over the 52-bit space; the compiled lookup must find every one."""
-    mem = Memory()
+    mem = Memory(layout=layout)
     for pa, v in values.items():
         mem.write_u64(pa, v)
     keys, slots, frames, size = mem.arrays()
@@ -68,3 +74,27 @@ def test_compiled_load_store_agree_with_python(values):
         assert store(keys, slots, frames, size, pa, np.int64(5))
         assert mem.read_u64(pa) == 5
     assert load(keys, slots, frames, size, 0x7_0000_0000_0000 + 8) == (True, 0)
+    assert mem.frames_in_use == len({pa >> 12 for pa in values})
+
+
+@pytest.mark.skipif("window" not in LAYOUTS, reason="the window layout is Linux's")
+def test_window_grows_then_falls_back_to_radix_keeping_every_frame(monkeypatch):
+    monkeypatch.setattr(Memory, "WINDOW_REGIONS", 2)
+    mem = Memory()
+    regions = [(i << 30) + 0x1000 * i for i in range(5)]
+    for pa in regions[:3]:                         # a third region: the window doubles
+        mem.write_u64(pa, pa | 1)
+    assert mem.layout == "window" and len(mem.arrays()[2]) == 4 << 18
+    monkeypatch.setattr(memory_module, "_reserve", lambda regions: None)
+    for pa in regions[3:]:                         # a fifth: no address space, radix
+        mem.write_u64(pa, pa | 1)
+    assert mem.layout == "radix"
+    keys, slots, frames, size = mem.arrays()
+    for pa in regions:
+        assert mem.read_u64(pa) == pa | 1
+        assert load(keys, slots, frames, size, pa) == (True, pa | 1)
+
+
+def test_layout_argument_is_checked():
+    with pytest.raises(ValueError, match="layout="):
+        Memory(layout="flat")

@@ -196,7 +196,7 @@ def check_nb(e, level, p):
     return np.int64(0), leaf, next_level
 
 
-@njit(_nrt=False)
+@njit(inline="always")
 def stage_prepared_nb(keys, slots, frames, size, addr, root, p, refs, nref, stage,
                       guest_level):
     """:func:`stage_nb` with a descriptor from :func:`prepare_nb`."""
@@ -207,6 +207,7 @@ def stage_prepared_nb(keys, slots, frames, size, addr, root, p, refs, nref, stag
     start = nref
     table = root
     denied = False
+    unflagged = zero         # accessed flags still to set, dirty included (see below)
     e = zero
     while True:
         entry = table + index_nb(addr, level, p) * 8
@@ -214,6 +215,7 @@ def stage_prepared_nb(keys, slots, frames, size, addr, root, p, refs, nref, stag
         if not ok:
             return NON_EXISTENT, level, zero, zero, nref
         nref = record_nb(refs, nref, stage, level, entry, e, guest_level)
+        unflagged |= p[0, G_A] & ~e
         reason, leaf, next_level = check_nb(e, level, p)
         if reason == PERMISSION:
             denied = True
@@ -227,7 +229,11 @@ def stage_prepared_nb(keys, slots, frames, size, addr, root, p, refs, nref, stag
         return ACCESS_FLAG, level, zero, zero, nref
     if denied:
         return PERMISSION, level, zero, zero, nref
-    set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, p[0, C_ACCESS], p)
+    if p[0, C_ACCESS] == W:
+        unflagged |= p[0, G_D] & ~e
+    if unflagged != 0:       # most walks find every flag set already
+        set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage,
+                              p[0, C_ACCESS], p)
     page = np.int64(1) << p[level, L_SHIFT]
     return zero, level, (e & p[level, L_LEAF_ADDR]) | (addr & (page - 1)), page, nref
 
@@ -257,6 +263,7 @@ def walk_prepared_nb(keys, slots, frames, size, va, root, p1, second_root, p2_ta
     start = nref
     table = root
     denied = False
+    unflagged = zero
     e = zero
     while True:
         gpa = table + index_nb(va, level, p1) * 8
@@ -270,6 +277,7 @@ def walk_prepared_nb(keys, slots, frames, size, va, root, p1, second_root, p2_ta
         if not ok:
             return NON_EXISTENT, FIRST, level, va, zero, zero, nref, zero
         nref = record_nb(refs, nref, FIRST, level, entry, e, -1)
+        unflagged |= p1[0, G_A] & ~e
         reason, leaf, next_level = check_nb(e, level, p1)
         if reason == PERMISSION:
             denied = True
@@ -283,8 +291,11 @@ def walk_prepared_nb(keys, slots, frames, size, va, root, p1, second_root, p2_ta
         return ACCESS_FLAG, FIRST, level, va, zero, zero, nref, zero
     if denied:
         return PERMISSION, FIRST, level, va, zero, zero, nref, zero
-    set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, FIRST, p1[0, C_ACCESS],
-                          p1)
+    if p1[0, C_ACCESS] == W:
+        unflagged |= p1[0, G_D] & ~e
+    if unflagged != 0:
+        set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, FIRST,
+                              p1[0, C_ACCESS], p1)
     page = np.int64(1) << p1[level, L_SHIFT]
     gpa = (e & p1[level, L_LEAF_ADDR]) | (va & (page - 1))
     reason, slevel, pa, page2, nref = stage_prepared_nb(keys, slots, frames, size, gpa,
