@@ -73,7 +73,7 @@ addresses = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), c=configs, root=st.integers(0, FRAMES - 1),
        second_root=st.integers(0, FRAMES - 1), vas=st.lists(addresses, min_size=1, max_size=6))
 def test_engines_agree_on_garbage(seed, c, root, second_root, vas):

@@ -6,6 +6,9 @@ References go into an int64 array ``refs`` (rows: stage, level, address, entry,
 guest_level) from row ``nref`` on, so that an IOMMU model can put its own structure reads
 first. numba's cache cannot hold recursive functions, so the nested walk is its own loop
 that calls the one-stage walk for each table pointer, where the reference passes a callback.
+The walks allocate nothing and are compiled without numba's reference counting
+(``_nrt=False``), which would otherwise cost a call and an atomic update per array at every
+step; their callers (:func:`stage_nb`, :func:`walk_nb`, :func:`translate_nb`) own the arrays.
 
 Nothing here raises for any memory content or address: every array index is checked
 (numba does not), and every walk ends after at most one read per level.
@@ -193,7 +196,7 @@ def check_nb(e, level, p):
     return np.int64(0), leaf, next_level
 
 
-@njit
+@njit(_nrt=False)
 def stage_prepared_nb(keys, slots, frames, size, addr, root, p, refs, nref, stage,
                       guest_level):
     """:func:`stage_nb` with a descriptor from :func:`prepare_nb`."""
@@ -238,7 +241,7 @@ def stage_nb(keys, slots, frames, size, addr, root, d, access, user, wp, refs, n
                              prepare_nb(d, access, user, wp), refs, nref, stage, guest_level)
 
 
-@njit
+@njit(_nrt=False)
 def walk_prepared_nb(keys, slots, frames, size, va, root, p1, second_root, p2_table, p2,
                      nested, refs, nref):
     """:func:`walk_nb` with prepared descriptors: ``p1`` for the first stage, ``p2_table``
