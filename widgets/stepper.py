@@ -103,7 +103,7 @@ class WalkStepper(Base):
         self.device_pick.observe(self._on_device, "value")
         self.examples.observe(self._on_example, "value")
         self.address.observe(lambda ch: self._load(), "value")
-        self.pasid_pick.observe(lambda ch: self._load(), "value")
+        self.pasid_pick.observe(self._on_pasid, "value")
         self.access.observe(lambda ch: self._load(), "value")
         self.go.on_click(lambda b: self._load())
         self.step_b.on_click(lambda b: self.step())
@@ -147,18 +147,27 @@ class WalkStepper(Base):
         self.device_pick.options = list(setup.devices)
         self.device_pick.index = 0
         self._fill_pasids()
+        suggestions = self._fill_examples()
+        if suggestions:
+            self.address.value = hx(suggestions[0][1])
+
+    def _fill_examples(self):
+        """The address suggestions for the chosen device and PASID."""
+        pasid = self.pasid_pick.value
+        suggestions = self.setup.addresses_for(
+            self.device_pick.value, None if pasid is None or pasid < 0 else pasid)
         # -1 stands for "none": a Dropdown shows nothing for an option whose value is None.
         self.examples.options = [("(choose)", -1)] + [
-            (f"{label}: {a:#x}", a) for label, a in setup.addresses]
+            (f"{label}: {a:#x}", a) for label, a in suggestions]
         self.examples.index = 0
-        if setup.addresses:
-            self.address.value = hx(setup.addresses[0][1])
+        return suggestions
 
     def _fill_pasids(self):
         choices = self.setup.pasids(self.device_pick.value)
         self.pasid_pick.options = [(label, -1 if p is None else p) for label, p in choices]
         self.pasid_pick.index = 0
         self.pasid_pick.disabled = len(choices) < 2
+        self._fill_examples()
 
     @guarded
     def _on_setup(self, change):
@@ -182,6 +191,13 @@ class WalkStepper(Base):
             self._fill_pasids()
         finally:
             self._quiet = False
+        self._load()
+
+    @guarded
+    def _on_pasid(self, change):
+        if getattr(self, "_quiet", False):
+            return
+        self._fill_examples()
         self._load()
 
     @guarded
