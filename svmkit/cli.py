@@ -182,9 +182,11 @@ def cmd_show(args):
         lines.append(text.tree_text(g))
     else:
         for u, v, d in sorted(g.edges(data=True), key=str):
+            target = g.nodes[v]['label'].replace(chr(10), ' ')
+            if "gpa" in d:      # a GVA range lands at one GPA inside the VM's GPA range
+                target = f"{v[1]} GPA {d['gpa']:#x}"
             lines.append(text._fit(f"{g.nodes[u]['label'].replace(chr(10), ' ')} -> "
-                                   f"{g.nodes[v]['label'].replace(chr(10), ' ')} "
-                                   f"{d.get('rights', '')}"))
+                                   f"{target} {d.get('rights', '')}"))
     _out(args, "\n".join(lines))
     return 0
 

@@ -78,6 +78,11 @@ def test_show_variants(capsys, tmp_path):
     assert rc == 0 and "root table" in out and mail_safe(out)
     rc, out, _ = run(capsys, "show", "nested-vtd", "--graph", "mapping")
     assert rc == 0 and "GVA 0x600000" in out
+    # a GVA range names the GPA it lands at, the one a walk reaches
+    rc, walked, _ = run(capsys, "walk", "nested-vtd", "--device", "00:02.0", "--pasid", "5",
+                        "--address", "0x7f0000000000")
+    gpa = walked.split(" via GPA ")[1].split()[0]
+    assert f"GVA 0x7f0000000000 +0x4000 -> vm1 GPA {gpa} r" in out
     rc, out, _ = run(capsys, "show", "nested-vtd", "--format", "json")
     assert json.loads(out)["schema"] == "svmkit-scenario/1"
     rc, out, _ = run(capsys, "show", "nested-vtd", "--format", "toml")

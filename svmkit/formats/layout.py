@@ -107,3 +107,23 @@ def empty(levels):
     d = np.zeros((6, NCOL), dtype=np.int64)
     d[0, G_LEVELS] = levels
     return d
+
+
+def radix(levels, phys_bits, canonical=False):
+    """A descriptor for tables of 512 eight-byte entries, 9 input bits a level above a 4 KiB
+    page (x86-64 paging, VT-d second level, AMD v1), with the width answers filled in:
+    levels, input width, where a table address sits, each level's index bits.
+
+    Returns the descriptor and the mask of the address bits 51:``phys_bits``, which every
+    such format reserves. ValueError names ``phys_bits`` when it is not 32 to 52.
+    """
+    if not 32 <= phys_bits <= 52:
+        raise ValueError(f"phys_bits={phys_bits!r} is not allowed; allowed: 32 to 52")
+    d = empty(levels)
+    d[0, G_INPUT_BITS] = 12 + 9 * levels
+    d[0, G_CANONICAL] = int(canonical)
+    d[0, G_TABLE_ADDR] = mask(phys_bits - 1, 12)
+    for lv in range(1, levels + 1):
+        d[lv, L_SHIFT] = 12 + 9 * (lv - 1)
+        d[lv, L_BITS] = 9
+    return d, (mask(51, phys_bits) if phys_bits < 52 else 0)

@@ -51,13 +51,7 @@ class VtdSecondLevel(Format):
         """Answers for a ``levels``-deep walk with host address width ``phys_bits`` (HAW);
         ``ad`` enables accessed/dirty flags (SSADE), ``slee`` execute permission (X)."""
         self.check_levels(levels)
-        if not 32 <= phys_bits <= 52:
-            raise ValueError(f"phys_bits={phys_bits!r} is not allowed; allowed: 32 to 52")
-        d = L.empty(levels)
-        high = L.mask(51, phys_bits) if phys_bits < 52 else 0
-        d[0, L.G_INPUT_BITS] = 12 + 9 * levels
-        d[0, L.G_CANONICAL] = 0
-        d[0, L.G_TABLE_ADDR] = L.mask(phys_bits - 1, 12)
+        d, high = L.radix(levels, phys_bits, canonical=False)
         d[0, L.G_A] = A if ad else 0
         d[0, L.G_D] = D if ad else 0
         d[0, L.G_EXEC_READ] = 1
@@ -65,8 +59,6 @@ class VtdSecondLevel(Format):
         d[0, L.G_WP_APPLIES] = 0
         for lv in range(1, levels + 1):
             row = d[lv]
-            row[L.L_SHIFT] = 12 + 9 * (lv - 1)
-            row[L.L_BITS] = 9
             row[L.L_PRESENT_ANY] = R | W | (X if slee else 0)
             row[L.L_RSVD_TABLE] = high | SNP | L.to_i64(TM)
             if lv == 1:

@@ -46,15 +46,9 @@ class X86_64(Format):
     def descriptor(self, levels=4, phys_bits=52, nxe=True):
         """Answers for a ``levels``-deep walk with MAXPHYADDR ``phys_bits`` (SDM 4.1.4)."""
         self.check_levels(levels)
-        if not 32 <= phys_bits <= 52:
-            raise ValueError(f"phys_bits={phys_bits!r} is not allowed; allowed: 32 to 52")
-        d = L.empty(levels)
-        high = L.mask(51, phys_bits) if phys_bits < 52 else 0
+        d, high = L.radix(levels, phys_bits, canonical=True)
         if not nxe:
             high |= L.to_i64(XD)
-        d[0, L.G_INPUT_BITS] = 12 + 9 * levels
-        d[0, L.G_CANONICAL] = 1
-        d[0, L.G_TABLE_ADDR] = L.mask(phys_bits - 1, 12)
         d[0, L.G_A] = A
         d[0, L.G_D] = D
         d[0, L.G_EXEC_READ] = 1
@@ -62,8 +56,6 @@ class X86_64(Format):
         d[0, L.G_WP_APPLIES] = 1
         for lv in range(1, levels + 1):
             row = d[lv]
-            row[L.L_SHIFT] = 12 + 9 * (lv - 1)
-            row[L.L_BITS] = 9
             row[L.L_PRESENT_ANY] = P
             row[L.L_RSVD_TABLE] = high
             if lv == 1:
