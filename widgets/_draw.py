@@ -127,6 +127,12 @@ def grid_svg(walk, *, highlight=None, title=None):
     return _svg(width, y + 6, body, title or "walk grid")
 
 
+def structures_svg(graph, node, *, title=None):
+    """A scenario's structure graph (:func:`svmkit.graphs.structure_graph`) with ``node``
+    (the table the current reference read) lit."""
+    return _kit_graph_svg(graph, highlight=node, title=title)
+
+
 def path_svg(walk, *, highlight=None, title=None):
     """The structures the walk read, as a graph with the current one lit."""
     if _kit_walk_graph is not None:
