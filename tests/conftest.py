@@ -142,6 +142,23 @@ def jupyter_lab(served_root):
 
 
 @pytest.fixture(scope="session")
+def notebook7(served_root):
+    """Jupyter Notebook 7 on 127.0.0.1, a free port and a random token."""
+    pytest.importorskip("notebook", reason="Jupyter Notebook 7 (package notebook) is not "
+                                           "installed")
+    server = _start(
+        [sys.executable, "-m", "jupyter", "notebook", "--no-browser", "--ip=127.0.0.1",
+         "--port={port}", "--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={served_root}", "--ServerApp.open_browser=False",
+         f"--LabApp.user_settings_dir={served_root / 'lab-settings'}",
+         f"--JupyterNotebookApp.user_settings_dir={served_root / 'lab-settings'}",
+         *_root_flag()],
+        "notebook7", "/api/status")
+    yield server
+    _stop(server)
+
+
+@pytest.fixture(scope="session")
 def voila_server(served_root):
     """Voila on 127.0.0.1, a free port and a random token, serving a copy of notebooks/."""
     server = _start(

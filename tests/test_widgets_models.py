@@ -53,3 +53,18 @@ def test_vtd_walk_starts_with_root_context_and_pasid_reads(stepper):
         stepper.step()
     # The PASID entry is decoded by the model's structure table: its PGTT says nested (3).
     assert re.search(r"<td>pgtt</td><td>3</td>", stepper.entry.value), stepper.entry.value
+
+
+def test_structure_graph_lights_the_table_each_reference_reads(stepper):
+    from svmkit import graphs
+    stepper.setup_pick.value = "scenario:nested-vtd"
+    pasid = next(p for _, p in stepper.pasid_pick.options if p >= 0)
+    w = stepper.load(stepper.setup.addresses[0][1], pasid=pasid)
+    g = graphs.structure_graph(stepper.setup.built)
+    for ref in w.refs:
+        stepper.step()
+        table = ref.address & ~0xFFF
+        lit = re.findall(r"<g data-node=(['\"])([^'\"]*)\1 data-highlight='1'",
+                         stepper.path.value)
+        assert len(lit) == 1, (ref, lit)
+        assert lit[0][1] == g.nodes[table]["label"].split("\n")[0]

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 import svmkit
 from svmkit.widgets import WalkStepper, catalogue
 from svmkit.widgets._common import parse_address
-from svmkit.widgets._draw import grid_layout
 from svmkit.widgets import setups as S
 
 LIT = re.compile(r"data-ref='(\d+)' data-highlight='1'")
@@ -55,20 +54,6 @@ def test_full_walk_reference_counts(key, expected):
     s = WalkStepper(key)
     assert s.walk.ok and len(s.walk.refs) == expected
     assert f"of {expected} references" in s.counter.value
-
-
-def test_grid_places_each_nested_ref_by_guest_and_host_level():
-    s = S.get("nested44")
-    w = s.translate(None, None, s.addresses[0][1])
-    prefix, rows, cols, cells = grid_layout(w)
-    assert prefix == [] and rows == [4, 3, 2, 1, 0] and cols == [4, 3, 2, 1, "guest"]
-    assert sorted(cells.values()) == list(range(1, 25))
-    for (row, col), n in cells.items():
-        r = w.refs[n - 1]
-        if col == "guest":
-            assert r.stage == "first" and r.level == row
-        else:
-            assert r.stage == "second" and r.level == col and (r.guest_level or 0) == row
 
 
 def test_reserved_bit_is_flagged_in_the_decoded_entry():

@@ -42,9 +42,16 @@ class Setup:
     built: object = None
     phys_bits: int = 52
     notes: dict = field(default_factory=dict)
+    # (device label, pasid) -> [(label, address)]: the suggestions that fit that choice
+    address_choices: dict = field(default_factory=dict)
 
     def pasids(self, device_label):
         return self.pasid_choices.get(device_label, [(NO_PASID, None)])
+
+    def addresses_for(self, device_label, pasid):
+        """Suggested addresses for this device and PASID (the bound process's mappings),
+        else every suggestion."""
+        return self.address_choices.get((device_label, pasid)) or self.addresses
 
 
 # -- plain walks (svmkit.walk only) --------------------------------------------------------
@@ -207,16 +214,18 @@ def from_scenario(s, name=None, **build_options) -> Setup:
     the PASIDs bound on each, and the bound processes' mappings as suggested addresses.
     ``build_options`` go to ``s.build`` (e.g. ``caches="off"``)."""
     b = s.build(**build_options)
-    devices, pasids, addresses = {}, {}, []
+    devices, pasids, addresses, per = {}, {}, [], {}
+    maps = {p.qname: [(p.qname, m.va) for m in p.maps] for p in s.processes()}
     for d in s.devices:
         label = f"{d.bdf} ({d.name})" if d.name else d.bdf
         devices[label] = d.rid
-        choices = [(f"{bd.pasid} ({bd.process})", bd.pasid) for bd in s.binds
-                   if s.get_device(bd.device).rid == d.rid]
-        pasids[label] = choices + [(NO_PASID, None)]
-    for p in s.processes():
-        for m in p.maps:
-            addresses.append((f"{p.qname} {m.va:#x}", m.va))
+        binds = [bd for bd in s.binds if s.get_device(bd.device).rid == d.rid]
+        pasids[label] = [(f"{bd.pasid} ({bd.process})", bd.pasid) for bd in binds] + [
+            (NO_PASID, None)]
+        for bd in binds:
+            per[(label, bd.pasid)] = maps.get(bd.process, [])
+    for suggestions in maps.values():
+        addresses += suggestions
 
     def translate(device, pasid, address, access="r"):
         return b.translate(device, address, pasid=pasid, access=access)
@@ -224,6 +233,7 @@ def from_scenario(s, name=None, **build_options) -> Setup:
     name = name or s.name
     return Setup(f"Scenario {name} ({s.model})", s.description or name, s.model, devices,
                  translate, addresses, pasid_choices=pasids, mem=b.mem, built=b,
+                 address_choices=per,
                  phys_bits=s.phys_bits)
 
 

@@ -15,7 +15,7 @@ import ipywidgets as W
 
 from . import setups as S
 from ._common import Base, guarded, hx, message_html, parse_address
-from ._draw import grid_svg, path_svg
+from ._draw import grid_svg, path_svg, structures_svg
 from .entries import decode_ref, structure_decoders
 
 ACCESS = {"read": "r", "write": "w", "execute": "x"}
@@ -60,6 +60,7 @@ class WalkStepper(Base):
         self.walk = None
         self.setup = None
         self._structures = None
+        self._sgraph = self._spath = None
         self._title = title
         cat = S.catalogue()
         self.setup_pick = W.Dropdown(options=[(t, k) for k, (t, _) in cat.items()],
@@ -98,12 +99,12 @@ class WalkStepper(Base):
         controls = W.HBox([self.back_b, self.step_b, self.play, self.reset_b, self.position,
                            self.counter], layout=W.Layout(align_items="center"))
         super().__init__([self.selectors, self.result, controls, self.grid, self.entry,
-                          W.HTML("<b>Structures read</b>"), self.path])
+                          self.path])
         self.setup_pick.observe(self._on_setup, "value")
         self.device_pick.observe(self._on_device, "value")
         self.examples.observe(self._on_example, "value")
         self.address.observe(lambda ch: self._load(), "value")
-        self.pasid_pick.observe(lambda ch: self._load(), "value")
+        self.pasid_pick.observe(self._on_pasid, "value")
         self.access.observe(lambda ch: self._load(), "value")
         self.go.on_click(lambda b: self._load())
         self.step_b.on_click(lambda b: self.step())
@@ -144,21 +145,35 @@ class WalkStepper(Base):
     def _use(self, setup):
         self.setup = setup
         self._structures = structure_decoders(setup)
+        # A scenario's structure graph, drawn whole with the table just read lit.
+        self._sgraph = None
+        if setup.built is not None:
+            from svmkit import graphs
+            self._sgraph = graphs.structure_graph(setup.built)
         self.device_pick.options = list(setup.devices)
         self.device_pick.index = 0
         self._fill_pasids()
+        suggestions = self._fill_examples()
+        if suggestions:
+            self.address.value = hx(suggestions[0][1])
+
+    def _fill_examples(self):
+        """The address suggestions for the chosen device and PASID."""
+        pasid = self.pasid_pick.value
+        suggestions = self.setup.addresses_for(
+            self.device_pick.value, None if pasid is None or pasid < 0 else pasid)
         # -1 stands for "none": a Dropdown shows nothing for an option whose value is None.
         self.examples.options = [("(choose)", -1)] + [
-            (f"{label}: {a:#x}", a) for label, a in setup.addresses]
+            (f"{label}: {a:#x}", a) for label, a in suggestions]
         self.examples.index = 0
-        if setup.addresses:
-            self.address.value = hx(setup.addresses[0][1])
+        return suggestions
 
     def _fill_pasids(self):
         choices = self.setup.pasids(self.device_pick.value)
         self.pasid_pick.options = [(label, -1 if p is None else p) for label, p in choices]
         self.pasid_pick.index = 0
         self.pasid_pick.disabled = len(choices) < 2
+        self._fill_examples()
 
     @guarded
     def _on_setup(self, change):
@@ -182,6 +197,13 @@ class WalkStepper(Base):
             self._fill_pasids()
         finally:
             self._quiet = False
+        self._load()
+
+    @guarded
+    def _on_pasid(self, change):
+        if getattr(self, "_quiet", False):
+            return
+        self._fill_examples()
         self._load()
 
     @guarded
@@ -230,6 +252,10 @@ class WalkStepper(Base):
     def show_walk(self, walk):
         """Show ``walk`` (from any source) at its start."""
         self.walk = walk
+        self._spath = None
+        if getattr(self, "_sgraph", None) is not None and self.selectors.layout.display != "none":
+            from svmkit import graphs
+            self._spath = graphs.walk_path(self._sgraph, walk)
         n = len(walk.refs)
         self.play.value = 0
         self.position.value = 0
@@ -278,7 +304,12 @@ class WalkStepper(Base):
         k, n = self.position.value, len(walk.refs)
         title = self._title or self._context()
         self.grid.value = grid_svg(walk, highlight=k or None, title=title)
-        self.path.value = path_svg(walk, highlight=k or None)
+        if self._spath is not None:
+            node = self._spath[k - 1] if k else None
+            self.path.value = structures_svg(
+                self._sgraph, node, title="The structures in memory (the table just read lit)")
+        else:
+            self.path.value = path_svg(walk, highlight=k or None)
         if k == 0:
             self.entry.value = message_html(
                 "Press Step to make the first memory reference (or Play).", "info")
