@@ -33,7 +33,7 @@ def test_4k_page_walk_reads_four_levels():
     d = S1.descriptor(4, 48)
     root = new_root(alloc, d)
     va = 0x7F12_3456_7000
-    map_page(mem, alloc, root, va, 0x2_0000_5000, d, S1)
+    map_page(mem, alloc, root, va, 0x2_0000_5000, S1, d)
     reason, level, pa, size, refs = walk1(mem, va | 0xABC, root, d)
     assert (reason, level, pa, size) == ("ok", 1, 0x2_0000_5ABC, 4096)
     assert [r[1] for r in refs] == [4, 3, 2, 1]
@@ -46,7 +46,7 @@ def test_4k_blocks(level, size):
     d = S1.descriptor(4, 48)
     root = new_root(alloc, d)
     va = 3 * GIB + 5 * (1 << 21)
-    map_page(mem, alloc, root, va, 0x1_4000_0000, d, S1, level=level)
+    map_page(mem, alloc, root, va, 0x1_4000_0000, S1, d, level=level)
     reason, lv, pa, got, refs = walk1(mem, va + 0x1234, root, d)
     base = 0x1_4000_0000 & ~(size - 1)
     assert (reason, lv, got) == ("ok", level, size)
@@ -59,7 +59,7 @@ def test_block_encoding_is_invalid_at_level_0_and_level_3():
     d = S1.descriptor(4, 48)
     root = new_root(alloc, d)
     va = 0x1000
-    map_page(mem, alloc, root, va, 0x5000, d, S1)
+    map_page(mem, alloc, root, va, 0x5000, S1, d)
     # level 3 with bits[1:0] = 01 is reserved: a Translation fault
     pte = entry_address(mem, root, va, d, 1)
     mem.write_u64(pte, mem.read_u64(pte) & ~arm64_s1.TABLE)
@@ -74,7 +74,7 @@ def test_input_beyond_t0sz_is_a_translation_fault():
     mem, alloc = setup()
     d = S1.descriptor(3, 48, input_bits=39)          # T0SZ = 25: starts at level 1
     root = new_root(alloc, d)
-    map_page(mem, alloc, root, 0x80_0000_0000 - 4096, 0x9000, d, S1)
+    map_page(mem, alloc, root, 0x80_0000_0000 - 4096, 0x9000, S1, d)
     assert walk1(mem, 0x80_0000_0000 - 4096, root, d)[0] == "ok"
     assert walk1(mem, 0x80_0000_0000, root, d)[0] == "address-width"
     assert S1.fault_code("address-width") == 0x10
@@ -86,7 +86,7 @@ def test_short_top_table():
     assert d[4, L.L_BITS] == 1
     root = new_root(alloc, d)
     va = (1 << 39) | 0x1000
-    map_page(mem, alloc, root, va, 0x7000, d, S1)
+    map_page(mem, alloc, root, va, 0x7000, S1, d)
     reason, _, pa, _, refs = walk1(mem, va, root, d)
     assert (reason, pa) == ("ok", 0x7000) and refs[0][2] == root + 8
 
@@ -95,7 +95,7 @@ def test_access_flag_fault_and_affd():
     mem, alloc = setup()
     d = S1.descriptor(4, 48)
     root = new_root(alloc, d)
-    map_page(mem, alloc, root, 0x1000, 0x5000, d, S1, af=False)
+    map_page(mem, alloc, root, 0x1000, 0x5000, S1, d, af=False)
     assert walk1(mem, 0x1000, root, d)[:2] == ("access-flag", 1)
     assert S1.fault_code("access-flag") == 0x12
     assert walk1(mem, 0x1000, root, S1.descriptor(4, 48, affd=True))[0] == "ok"
@@ -105,7 +105,7 @@ def test_output_beyond_ips_is_an_address_size_fault():
     mem, alloc = setup()
     d = S1.descriptor(4, 40)                          # IPS 40 bits
     root = new_root(alloc, d)
-    map_page(mem, alloc, root, 0x1000, 1 << 41, d, S1)
+    map_page(mem, alloc, root, 0x1000, 1 << 41, S1, d)
     assert walk1(mem, 0x1000, root, d)[:2] == ("address-size", 1)
     assert S1.fault_code("address-size") == 0x11
     assert walk1(mem, 0x1000, root, S1.descriptor(4, 44))[0] == "ok"
@@ -135,7 +135,7 @@ def test_stage1_permissions(leaf, table, access, user, ok):
     d = S1.descriptor(4, 48)
     root = new_root(alloc, d)
     va = 0x40_0000_1000
-    map_page(mem, alloc, root, va, 0x5000, d, S1, **leaf)
+    map_page(mem, alloc, root, va, 0x5000, S1, d, **leaf)
     top = root + 8 * (va >> 39)
     mem.write_u64(top, S1.table(mem.read_u64(top) & 0xFFFF_FFFF_F000, **table))
     reason = walk1(mem, va, root, d, access, user)[0]
@@ -157,7 +157,7 @@ def test_stage2_permissions(read, write, xn, access, ok):
     mem, alloc = setup()
     d = S2.descriptor(3, 48, input_bits=39)
     root = new_root(alloc, d)
-    map_page(mem, alloc, root, 0x8000, 0x5000, d, S2, read=read, write=write, xn=xn)
+    map_page(mem, alloc, root, 0x8000, 0x5000, S2, d, read=read, write=write, xn=xn)
     assert walk1(mem, 0x8000, root, d, access)[0] == ("ok" if ok else "permission")
 
 
@@ -170,7 +170,7 @@ def test_stage2_concatenated_start_tables():
     root = new_root(alloc, d)
     assert root % 8192 == 0
     ipa = (1 << 39) + 0x3000
-    map_page(mem, alloc, root, ipa, 0x6000, d, S2)
+    map_page(mem, alloc, root, ipa, 0x6000, S2, d)
     reason, _, pa, _, refs = walk1(mem, ipa, root, d)
     assert (reason, pa) == ("ok", 0x6000)
     assert refs[0][2] == root + 4096                  # the second concatenated table
@@ -192,12 +192,12 @@ def test_16k_and_64k_granules(granule, levels, input_bits, page, block):
         d = fmt.descriptor(levels, 48, granule=granule, input_bits=input_bits)
         root = new_root(alloc, d)
         va = (1 << (input_bits - 1)) + 3 * page
-        map_page(mem, alloc, root, va, 0x4000_0000, d, fmt)
+        map_page(mem, alloc, root, va, 0x4000_0000, fmt, d)
         reason, lv, pa, size, refs = walk1(mem, va + 0x10, root, d)
         assert (reason, lv, pa, size) == ("ok", 1, 0x4000_0010, page)
         assert len(refs) == levels
         va2 = (1 << (input_bits - 1)) + 5 * block
-        map_page(mem, alloc, root, va2, 0x8000_0000, d, fmt, level=2)
+        map_page(mem, alloc, root, va2, 0x8000_0000, fmt, d, level=2)
         reason, lv, pa, size, _ = walk1(mem, va2 + page + 8, root, d)
         assert (reason, lv, pa, size) == ("ok", 2, 0x8000_0000 + page + 8, block)
         assert fmt.page_size(2, granule) == block
@@ -227,7 +227,7 @@ def test_nested_4_plus_4_reads_24_entries():
             GuestAlloc.next += 4096 * frames
             for i in range(frames):
                 host = alloc.alloc()
-                map_page(mem, alloc, s2root, ipa + 4096 * i, host, d2, S2)
+                map_page(mem, alloc, s2root, ipa + 4096 * i, host, S2, d2)
                 ipas[ipa + 4096 * i] = host
             return ipa
 
@@ -245,8 +245,8 @@ def test_nested_4_plus_4_reads_24_entries():
     s1root = galloc.alloc()
     va = 0x7000_1234_5000
     data_ipa = 0x1_8000_0000
-    map_page(GuestMem, galloc, s1root, va, data_ipa, d1, S1)
-    map_page(mem, alloc, s2root, data_ipa, 0x3_0000_0000, d2, S2)
+    map_page(GuestMem, galloc, s1root, va, data_ipa, S1, d1)
+    map_page(mem, alloc, s2root, data_ipa, 0x3_0000_0000, S2, d2)
     refs = []
     reason, stage, _, _, pa, size, gpa = R.walk(mem, va + 0x42, s1root, d1, s2root, d2, True,
                                                  F.R, False, True, refs)
@@ -289,7 +289,7 @@ def test_any_mapping_translates(granule, data):
     root = new_root(alloc, d)
     va = data.draw(st.integers(0, (1 << input_bits) - 1))
     frame = data.draw(st.integers(0, (1 << (34 - g)) - 1)) << g
-    map_page(mem, alloc, root, va, frame, d, fmt)
+    map_page(mem, alloc, root, va, frame, fmt, d)
     reason, level, pa, size, refs = walk1(mem, va, root, d)
     assert (reason, level, size) == ("ok", 1, granule)
     assert pa == frame | (va & (granule - 1))
@@ -321,7 +321,7 @@ def test_engines_agree(granule, data):
     d = S1.descriptor(levels, 48, granule=granule, input_bits=input_bits)
     root = new_root(alloc, d)
     va = data.draw(st.integers(0, (1 << input_bits) - 1))
-    map_page(mem, alloc, root, va, 0x1234 << 16, d, S1,
+    map_page(mem, alloc, root, va, 0x1234 << 16, S1, d,
              write=data.draw(st.booleans()), user=data.draw(st.booleans()))
     lv = data.draw(st.integers(1, levels))
     ea = entry_address(mem, root, va, d, lv)

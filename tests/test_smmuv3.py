@@ -26,7 +26,7 @@ def s1_tables(mem, alloc, mappings, levels=4, **kw):
     d = S1.descriptor(levels, 48, **kw)
     root = new_root(alloc, d)
     for va, pa, leaf in mappings:
-        map_page(mem, alloc, root, va, pa, d, S1, **leaf)
+        map_page(mem, alloc, root, va, pa, S1, d, **leaf)
     return root, d
 
 
@@ -217,7 +217,7 @@ def nested_system(caches=True, cd_fmt="linear", engine="auto"):
     d1 = S1.descriptor(4, 48)
     s1root = new_root(guest, d1)
     data_ipa = 0x8000_0000
-    map_page(guest, guest, s1root, VA, data_ipa, d1, S1)
+    map_page(guest, guest, s1root, VA, data_ipa, S1, d1)
     guest.map(data_ipa, PA)
     drv.attach(0x40, config="nested", second_root=s2root, guest_alloc=guest.alloc,
                s1fmt=cd_fmt)
@@ -254,7 +254,7 @@ def test_nested_stage2_fault_classes(engine):
     # final IPA unmapped at stage 2: CLASS=IN
     drv.bind(0x40, 2, first_root=s1root, nested=True)
     ipa2 = 0x9000_0000
-    map_page(guest, guest, s1root, VA + 0x1000, ipa2, S1.descriptor(4, 48), S1)
+    map_page(guest, guest, s1root, VA + 0x1000, ipa2, S1, S1.descriptor(4, 48))
     f = smmu.translate(0x40, VA + 0x1000, pasid=2).fault
     assert (f.name, f.stage, f.s2, f.cls, f.ipa) == ("F_TRANSLATION", "second", True, "IN",
                                                       ipa2)
@@ -274,7 +274,7 @@ def test_stage2_only():
     mem, alloc, smmu, drv = system()
     d2 = S2.descriptor(3, 48, input_bits=39)
     s2root = new_root(alloc, d2)
-    map_page(mem, alloc, s2root, 0x4000_0000, PA, d2, S2, write=False)
+    map_page(mem, alloc, s2root, 0x4000_0000, PA, S2, d2, write=False)
     drv.attach(9, config="s2", second_root=s2root, second_levels=3)
     w = smmu.translate(9, 0x4000_0123)
     assert w.ok and w.pa == PA + 0x123
@@ -295,8 +295,8 @@ def test_large_granules_through_the_smmu(granule, s2levels):
     guest = Guest(mem, alloc, s2root, d2)
     d1 = S1.descriptor(3 if granule == 65536 else 4, 48, granule=granule)
     s1root = new_root(guest, d1)
-    map_page(guest, guest, s1root, VA, 0x8000_0000, d1, S1)
-    map_page(mem, alloc, s2root, 0x8000_0000, PA, d2, S2)
+    map_page(guest, guest, s1root, VA, 0x8000_0000, S1, d1)
+    map_page(mem, alloc, s2root, 0x8000_0000, PA, S2, d2)
     drv.attach(1, config="nested", second_root=s2root, second_levels=s2levels,
                second_input_bits=40, granule=granule, guest_alloc=guest.alloc)
     drv.bind(1, 1, first_root=s1root, first_levels=int(d1[0, 0]), granule=granule,
@@ -333,7 +333,7 @@ def test_translate_many_agrees_with_translate(data):
     drv.bind(7, 1, first_root=root)
     d2 = S2.descriptor(4, 48)
     s2root = new_root(alloc, d2)
-    map_page(mem, alloc, s2root, VA, PA, d2, S2, write=False)
+    map_page(mem, alloc, s2root, VA, PA, S2, d2, write=False)
     drv.attach(8, config="s2", second_root=s2root)
     sid, pasid = data.draw(st.sampled_from([(0x40, 1), (7, 1), (8, None), (7, 3)]))
     access = data.draw(st.sampled_from("rwx"))

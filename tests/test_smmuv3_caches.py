@@ -25,7 +25,7 @@ def system(caches=True, invalidate=True):
 
 def tables(mem, alloc, **leaf):
     root = new_root(alloc, D1)
-    map_page(mem, alloc, root, VA, PA, D1, S1, **leaf)
+    map_page(mem, alloc, root, VA, PA, S1, D1, **leaf)
     return root
 
 
@@ -87,7 +87,7 @@ def test_nh_asid_drops_one_address_space_and_spares_global_entries():
     va2 = VA + 0x10_0000
     root1 = tables(mem, alloc)
     root2 = new_root(alloc, D1)
-    map_page(mem, alloc, root2, va2, PA, D1, S1, ng=False)         # a global page
+    map_page(mem, alloc, root2, va2, PA, S1, D1, ng=False)         # a global page
     drv.bind(1, 1, first_root=root1)
     drv.bind(1, 2, first_root=root2)
     a1, a2 = drv.streams[1].asids[1], drv.streams[1].asids[2]
@@ -118,7 +118,7 @@ def test_stale_cd_until_cfgi_cd_then_tlbi():
         smmu.invalidate(cmd)
     assert smmu.translate(1, VA, pasid=1).pa == PA
     root2 = new_root(alloc, D1)
-    map_page(mem, alloc, root2, VA, PA2, D1, S1)
+    map_page(mem, alloc, root2, VA, PA2, S1, D1)
     ops = drv.modify(1, 1, first_root=root2)
     assert [c.name for c in ops.commands] == ["CMD_CFGI_CD", "CMD_SYNC", "CMD_TLBI_NH_ASID",
                                               "CMD_SYNC"]
@@ -162,11 +162,11 @@ def nested():
     s2root = new_root(alloc, d2)
     guest = Guest(mem, alloc, s2root, d2)
     s1root = new_root(guest, D1)
-    map_page(guest, guest, s1root, VA, 0x8000_0000, D1, S1)
+    map_page(guest, guest, s1root, VA, 0x8000_0000, S1, D1)
     guest.map(0x8000_0000, PA)
     drv.bind(0x40, 1, first_root=s1root, nested=True, second_root=s2root,
              guest_alloc=guest.alloc)
-    map_page(mem, alloc, s2root, 0x10_0000_0000, PA, d2, S2)
+    map_page(mem, alloc, s2root, 0x10_0000_0000, PA, S2, d2)
     drv.attach(0x41, config="s2", second_root=s2root, vmid=drv.streams[0x40].vmid)
     return mem, smmu, drv, guest, s2root, d2
 
@@ -209,7 +209,7 @@ def test_vm_wide_invalidation(cmd, survives):
 def test_tlb_caches_blocks_as_one_entry():
     mem, alloc, smmu, drv = system()
     root = new_root(alloc, D1)
-    map_page(mem, alloc, root, 0x4000_0000, PA, D1, S1, level=2)    # a 2 MiB block
+    map_page(mem, alloc, root, 0x4000_0000, PA, S1, D1, level=2)    # a 2 MiB block
     drv.bind(1, 1, first_root=root)
     smmu.translate(1, 0x4000_0000, pasid=1)
     w = smmu.translate(1, 0x401F_F000, pasid=1)
@@ -253,9 +253,9 @@ def test_caches_never_change_a_result_while_memory_stays(ops):
         smmu = Iommu.new(mem, alloc, caches=caches)
         drv = Driver(mem, alloc, smmu)
         root = new_root(alloc, D1)
-        map_page(mem, alloc, root, VA, PA, D1, S1, write=False)
-        map_page(mem, alloc, root, VA + 0x1000, PA2, D1, S1, ng=False, uxn=True)
-        map_page(mem, alloc, root, 0x4000_0000, PA, D1, S1, level=2, user=False)
+        map_page(mem, alloc, root, VA, PA, S1, D1, write=False)
+        map_page(mem, alloc, root, VA + 0x1000, PA2, S1, D1, ng=False, uxn=True)
+        map_page(mem, alloc, root, 0x4000_0000, PA, S1, D1, level=2, user=False)
         drv.attach(1, s1cdmax=3, s1dss="bypass")
         drv.bind(1, 1, first_root=root)
         drv.bind(1, 2, first_root=root)
@@ -286,7 +286,7 @@ def test_nested_caches_never_change_a_result(ops):
         guest = Guest(mem, alloc, s2root, d2)
         s1root = new_root(guest, D1)
         for i in range(8):                 # page i: stage 1 and stage 2 rights vary with i
-            map_page(guest, guest, s1root, VA + i * 0x1000, 0x8000_0000 + i * 0x1000, D1, S1,
+            map_page(guest, guest, s1root, VA + i * 0x1000, 0x8000_0000 + i * 0x1000, S1, D1,
                      write=i & 1 == 0, user=i & 2 == 0, ng=i != 5)
             guest.map(0x8000_0000 + i * 0x1000, PA + i * 0x1000, write=i & 4 == 0,
                       xn=i == 3)

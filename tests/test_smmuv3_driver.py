@@ -21,7 +21,7 @@ def system(invalidate=True, **kw):
 
 def tables(mem, alloc):
     root = new_root(alloc, D1)
-    map_page(mem, alloc, root, VA, PA, D1, S1)
+    map_page(mem, alloc, root, VA, PA, S1, D1)
     return root
 
 
@@ -110,7 +110,7 @@ def test_nested_bind_writes_the_guest_cd_through_stage_2():
     s2root = new_root(alloc, d2)
     guest = Guest(mem, alloc, s2root, d2)
     s1root = new_root(guest, D1)
-    map_page(guest, guest, s1root, VA, 0x9000_0000, D1, S1)
+    map_page(guest, guest, s1root, VA, 0x9000_0000, S1, D1)
     guest.map(0x9000_0000, PA)
     ops = drv.bind(0x20, 5, first_root=s1root, nested=True, second_root=s2root,
                    guest_alloc=guest.alloc)
@@ -164,7 +164,7 @@ def test_a_stage2_stream_becomes_nested_keeping_its_vmid():
     guest = Guest(mem, alloc, s2root, d2)
     drv.attach(6, config="s2", second_root=s2root, vmid=9)
     s1root = new_root(guest, D1)
-    map_page(guest, guest, s1root, VA, 0x9000_0000, D1, S1)
+    map_page(guest, guest, s1root, VA, 0x9000_0000, S1, D1)
     guest.map(0x9000_0000, PA)
     ops = drv.bind(6, 1, first_root=s1root, nested=True, guest_alloc=guest.alloc)
     assert "CMD_TLBI_S12_VMALL" in names(ops)             # the old stage 2 entries go

@@ -187,7 +187,7 @@ def _smmuv3(nested, p, n, m):
 
     def process():
         root = smmu.new_root(space, d1)
-        smmu.map_page(where, space, root, VA, space.alloc(), d1, s1)
+        smmu.map_page(where, space, root, VA, space.alloc(), s1, d1)
         return root
 
     later = {k: v for k, v in kw.items() if k != "guest_alloc"}    # attach-only keyword
