@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from svmkit import FrameAllocator, Memory, walk
-from svmkit.amdvi.tables import map_page
+from svmkit.pagetable import map_page
 from svmkit.formats import amd_v1, get
 
 FMT = amd_v1.FORMAT

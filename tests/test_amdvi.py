@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from svmkit import FrameAllocator, Memory, walk
-from svmkit.amdvi import CacheConfig, Driver, Event, GuestSpace, Iommu, map_page
+from svmkit.amdvi import CacheConfig, Driver, Event, GuestSpace, Iommu
+from svmkit.pagetable import map_page
 from svmkit.amdvi import commands as C
 from svmkit.amdvi.dte import (DTE_FIELDS, DTE_RESERVED, decode_dte, encode_dte,
                               gcr3_entry)
@@ -32,7 +33,7 @@ class World:
         alloc = alloc or self.alloc
         cr3, page = alloc.alloc(), alloc.alloc()
         map_page(self.mem, alloc, cr3, va, page, x86_64.FORMAT,
-                 x86_64.FORMAT.descriptor(levels), to_hpa=to_hpa, **leaf)
+                 x86_64.FORMAT.descriptor(levels), to_host=to_hpa, **leaf)
         return cr3, page
 
 

@@ -12,8 +12,8 @@ from .commands import Command
 from .driver import Driver, Ops
 from .events import EVENT_CODES, EVENT_NAMES, Event
 from .iommu import CacheConfig, Config, Fault, Iommu, Ref
-from .tables import GuestSpace, map_page
+from .tables import GuestSpace
 
 __all__ = ["Iommu", "Driver", "Ops", "Fault", "Ref", "CacheConfig", "Config", "Command", "Event",
-           "EVENT_CODES", "EVENT_NAMES", "GuestSpace", "map_page", "commands", "dte",
+           "EVENT_CODES", "EVENT_NAMES", "GuestSpace", "commands", "dte",
            "events", "tables"]

@@ -112,11 +112,11 @@ class _World:
     def process(self, n, fmt=x86_64.FORMAT, **leaf):
         """A process table of ``n`` levels mapping VA, in guest memory when there is a VM;
         returns its root (a GPA in a VM)."""
-        from ..amdvi.tables import map_page
+        from ..pagetable import map_page
         space = self.guest or self.alloc
         to_hpa = self.guest.to_hpa if self.guest else None
         root, page = space.alloc(), space.alloc()
-        map_page(self.mem, space, root, VA, page, fmt, fmt.descriptor(n), to_hpa=to_hpa,
+        map_page(self.mem, space, root, VA, page, fmt, fmt.descriptor(n), to_host=to_hpa,
                  **leaf)
         return root
 

@@ -77,13 +77,8 @@ class AmdV1(Format):
         system physical address; ``had`` makes the walk set A (and D on a write), as the
         DTE's HAD field asks (48882 2.2.3, 2.2.2)."""
         self.check_levels(levels)
-        if not 32 <= phys_bits <= 52:
-            raise ValueError(f"phys_bits={phys_bits!r} is not allowed; allowed: 32 to 52")
-        d = L.empty(levels)
-        high = L.mask(51, phys_bits) if phys_bits < 52 else 0
-        d[0, L.G_INPUT_BITS] = 12 + 9 * levels
-        d[0, L.G_CANONICAL] = 0           # bits above the Mode's width must be zero
-        d[0, L.G_TABLE_ADDR] = L.mask(phys_bits - 1, 12)
+        # bits above the Mode's width must be zero (not canonical)
+        d, high = L.radix(levels, phys_bits, canonical=False)
         d[0, L.G_A] = A if had else 0
         d[0, L.G_D] = D if had else 0
         d[0, L.G_EXEC_READ] = 1           # host tables have no execute right: IR decides
@@ -93,8 +88,6 @@ class AmdV1(Format):
         d[0, L.G_WP_APPLIES] = 0
         for lv in range(1, levels + 1):
             row = d[lv]
-            row[L.L_SHIFT] = 12 + 9 * (lv - 1)
-            row[L.L_BITS] = 9
             row[L.L_PRESENT_ANY] = PR
             # a leaf is an entry whose Next Level is 0, at every level (level 1 too, so that
             # a non-zero Next Level there is caught as reserved by the walker's NL rule)
