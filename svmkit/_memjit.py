@@ -10,13 +10,14 @@ from ._jit import njit
 
 @njit(inline="always")
 def find(top, nodes, frame):
-    """Row of ``frame`` in the frames array, or -1 when the frame was never written (the
-    window layout has no ``nodes``; see :mod:`svmkit.memory`)."""
-    n1 = top[(frame >> 18) & 0x3FFFFF]
+    """Row of ``frame`` in the frames array, or -1 when the frame was never written. A
+    negative ``top`` entry is a region of the window layout's row map (``nodes``), a
+    positive one a node of the radix layout (see :mod:`svmkit.memory`)."""
+    n1 = np.int64(top[(frame >> 18) & 0x3FFFFF])
     if n1 == 0:
         return -1
-    if nodes.shape[0] == 0:
-        return ((np.int64(n1) - 1) << 18) | (frame & 0x3FFFF)
+    if n1 < 0:
+        return np.int64(nodes[((-n1 - 1) << 9) | ((frame >> 9) & 511), frame & 511]) - 1
     n2 = nodes[n1, (frame >> 9) & 511]
     if n2 == 0:
         return -1

@@ -1,22 +1,22 @@
 """Host-physical memory: sparse 4 KiB frames that the compiled walkers read in place.
 
 A 52-bit physical address space cannot be an array, but a page table at 0x1_2345_6000 must
-cost one frame. :class:`Memory` keeps the frames that were written as rows of one (n, 512)
-int64 array, ``frames``, and finds a frame's row through a directory, in one of two
-layouts (both read by :func:`svmkit._memjit.load`):
+cost one frame. :class:`Memory` keeps the frames that were written as rows of one compact
+(n, 512) int64 array, ``frames`` (which numpy backs with huge pages once it is large), and
+finds a frame's row through a directory whose first level, ``top``, is indexed by address
+bits 51:30. Two layouts, both read by :func:`svmkit._memjit.find`:
 
-- *window* (Linux): ``frames`` is a window onto an anonymous mapping reserved without swap
-  accounting (MAP_NORESERVE), 1 GiB of it for each 1 GiB region of physical memory in use;
-  the kernel backs only the pages written. ``top``, indexed by address bits 51:30, names a
-  region's place in the window, and a frame's row follows from its address: one lookup
-  that stays in the CPU's cache, as near to a flat array as a 52-bit space allows.
-- *radix* (everywhere else, and when address space runs out): ``top`` names a row of
-  ``nodes`` indexed by bits 29:21, whose entry names another row indexed by bits 20:12,
-  whose entry is the frame's row; ``frames`` grows as frames are written.
+- *window* (Linux): a negative ``top`` entry numbers a 1 GiB region of a row map,
+  ``nodes``, with one int32 per frame (bits 29:12), kept in an anonymous mapping reserved
+  without swap accounting (MAP_NORESERVE) that the kernel backs only where written: two
+  cached reads find a frame's row.
+- *radix* (other systems, and when address space runs out): a positive ``top`` entry names
+  a row of ``nodes`` indexed by bits 29:21, whose entry names another row indexed by bits
+  20:12, whose entry is the frame's row: three reads.
 
-Directory numbers are +1, so that 0 means "never written"; ``nodes`` is empty in the window
-layout. Frames never written read as zeros. The arrays are handed to numba code as they are
-(``Memory.arrays``), never copied. Values are little-endian, as on x86 and Arm.
+Row numbers are stored +1, so that 0 means "never written"; frames never written read as
+zeros. The arrays are handed to numba code as they are (``Memory.arrays``), never copied.
+Values are little-endian, as on x86 and Arm.
 """
 
 import mmap
@@ -26,7 +26,7 @@ import numpy as np
 
 PAGE = 4096
 MAX_PHYS = 1 << 52
-REGION_FRAMES = 1 << 18                # 1 GiB regions in the window layout
+REGION_FRAMES = 1 << 18                # frames in a 1 GiB region of the window layout
 _NORESERVE = 0x4000                    # MAP_NORESERVE on Linux (the mmap module lacks it)
 _M64 = (1 << 64) - 1
 
@@ -36,10 +36,10 @@ class NonExistentMemory(ValueError):
 
 
 def _reserve(regions):
-    """An anonymous mapping of ``regions`` GiB that the kernel backs only where written, or
-    None where it cannot be had."""
+    """A row map for ``regions`` 1 GiB regions (an int32 per frame) in an anonymous mapping
+    that the kernel backs only where written, or None where it cannot be had."""
     try:
-        return mmap.mmap(-1, regions * REGION_FRAMES * PAGE,
+        return mmap.mmap(-1, regions * REGION_FRAMES * 4,
                          flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _NORESERVE)
     except (OSError, ValueError, OverflowError):
         return None
@@ -72,18 +72,19 @@ class Memory:
             self._map = _reserve(self.WINDOW_REGIONS)
         if layout == "window" and self._map is None:
             raise ValueError("layout='window' needs Linux and free address space")
+        self._frames = np.zeros((16, PAGE // 8), dtype=np.int64)
         if self._map is not None:
-            self._frames = np.frombuffer(self._map, dtype=np.int64).reshape(-1, PAGE // 8)
-            self._nodes = np.zeros((0, 512), dtype=np.int32)
+            self._rows = self._nodes = np.frombuffer(self._map, dtype=np.int32).reshape(-1, 512)
         else:
             self._to_radix()
 
-    WINDOW_REGIONS = 256     # 1 GiB regions reserved at first: address space, not RAM
+    WINDOW_REGIONS = 256     # 1 GiB regions the row map reserves at first (256 MiB of address
+                             # space, not RAM)
 
     @property
     def layout(self):
         """"window" or "radix" (see the module's docstring)."""
-        return "radix" if len(self._nodes) else "window"
+        return "radix" if self._map is None else "window"
 
     # -- compiled access ---------------------------------------------------------------------
 
@@ -107,55 +108,56 @@ class Memory:
         return self._nodes_used - 1
 
     def _to_radix(self):
-        """Switch to (or start in) the radix layout, keeping every frame written."""
-        old, written = getattr(self, "_frames", None), sorted(self._slot_of.items())
-        self._map = None
+        """Switch to (or start in) the radix layout: the frames stay where they are, only
+        the directory is built anew."""
+        self._map = self._rows = None
         self._top = np.zeros(1 << 22, dtype=np.int32)
         self._nodes = np.zeros((16, 512), dtype=np.int32)   # row 0 stays empty
         self._nodes_used = 1
-        self._frames = np.zeros((max(16, 2 * len(written)), PAGE // 8), dtype=np.int64)
-        self._slot_of = {}
-        for frame, row in written:
-            self._frames[self._row(frame, create=True)] = old[row]
+        for frame, row in self._slot_of.items():
+            self._link(frame, row)
+
+    def _link(self, frame, row):
+        """Enter ``frame`` -> ``row`` in the directory."""
+        hi, mid, lo = frame >> 18, (frame >> 9) & 511, frame & 511
+        if self._map is not None:
+            if self._top[hi] == 0:
+                if self._regions == len(self._rows) // 512:
+                    self._grow_window()
+                    if self._map is None:            # radix now, with every frame in it
+                        self._link(frame, row)
+                        return
+                self._regions += 1
+                self._top[hi] = -self._regions       # negative: a region of the row map
+            self._rows[((-int(self._top[hi]) - 1) << 9) | mid, lo] = row + 1
+            return
+        if self._top[hi] == 0:
+            self._top[hi] = self._node()
+        n1 = self._top[hi]
+        if self._nodes[n1, mid] == 0:
+            self._nodes[n1, mid] = self._node()
+        self._nodes[self._nodes[n1, mid], lo] = row + 1
 
     def _grow_window(self):
-        """Twice the window's regions, copying the frames written; the radix layout when the
-        address space for that is not to be had."""
-        regions = 2 * len(self._frames) // REGION_FRAMES
+        """Twice the row map's regions; the radix layout when the address space for that is
+        not to be had."""
+        regions = 2 * len(self._rows) // 512
         new = _reserve(regions) if regions <= len(self._top) else None
         if new is None:
             self._to_radix()
             return
-        frames = np.frombuffer(new, dtype=np.int64).reshape(-1, PAGE // 8)
-        for row in self._slot_of.values():
-            frames[row] = self._frames[row]
-        self._map, self._frames = new, frames
+        rows = np.frombuffer(new, dtype=np.int32).reshape(-1, 512)
+        rows[:len(self._rows)] = self._rows
+        self._map, self._rows, self._nodes = new, rows, rows
 
     def _row(self, frame, create):
         row = self._slot_of.get(frame)
         if row is None and create:
-            if self._map is not None:
-                hi = frame >> 18
-                if self._top[hi] == 0:
-                    if self._regions == len(self._frames) // REGION_FRAMES:
-                        self._grow_window()
-                        return self._row(frame, create)
-                    self._regions += 1
-                    self._top[hi] = self._regions
-                row = ((int(self._top[hi]) - 1) << 18) | (frame & (REGION_FRAMES - 1))
-                self._slot_of[frame] = row
-                return row
             row = len(self._slot_of)
             if row == len(self._frames):
                 self._frames = np.concatenate([self._frames, np.zeros_like(self._frames)])
             self._slot_of[frame] = row
-            hi, mid, lo = frame >> 18, (frame >> 9) & 511, frame & 511
-            if self._top[hi] == 0:
-                self._top[hi] = self._node()
-            n1 = self._top[hi]
-            if self._nodes[n1, mid] == 0:
-                self._nodes[n1, mid] = self._node()
-            self._nodes[self._nodes[n1, mid], lo] = row + 1
+            self._link(frame, row)
         return row
 
     # -- byte access -------------------------------------------------------------------------

@@ -247,7 +247,7 @@ def stage_nb(keys, slots, frames, size, addr, root, d, access, user, wp, refs, n
                              prepare_nb(d, access, user, wp), refs, nref, stage, guest_level)
 
 
-@njit(_nrt=False)
+@njit(inline="always")
 def walk_prepared_nb(keys, slots, frames, size, va, root, p1, second_root, p2_table, p2,
                      nested, refs, nref):
     """:func:`walk_nb` with prepared descriptors: ``p1`` for the first stage, ``p2_table``
@@ -316,14 +316,10 @@ def walk_nb(keys, slots, frames, size, va, root, d1, second_root, d2, nested, ac
                             nested, refs, nref)
 
 
-@njit
-def translate_nb(keys, slots, frames, size, vas, root, d1, second_root, d2, nested, access,
-                 user, wp, pa_out, fault_out):
-    """Batch translation: ``pa_out[i]`` and ``fault_out[i]`` (0, or reason | stage << 4)."""
-    refs = np.empty((MAX_REFS, REF_COLUMNS), dtype=np.int64)
-    p1 = prepare_nb(d1, access, user, wp)
-    p2_table = prepare_nb(d2, R, False, wp)
-    p2 = prepare_nb(d2, access, False, wp)
+@njit(_nrt=False)
+def translate_prepared_nb(keys, slots, frames, size, vas, root, p1, second_root, p2_table, p2,
+                          nested, refs, pa_out, fault_out):
+    """The loop of :func:`translate_nb`: one function with the walk inlined, no calls."""
     for i in range(vas.shape[0]):
         r = walk_prepared_nb(keys, slots, frames, size, vas[i], root, p1, second_root,
                              p2_table, p2, nested, refs, 0)
@@ -333,3 +329,14 @@ def translate_nb(keys, slots, frames, size, vas, root, d1, second_root, d2, nest
         else:
             pa_out[i] = 0
             fault_out[i] = r[0] | (r[1] << 4)
+
+
+@njit
+def translate_nb(keys, slots, frames, size, vas, root, d1, second_root, d2, nested, access,
+                 user, wp, pa_out, fault_out):
+    """Batch translation: ``pa_out[i]`` and ``fault_out[i]`` (0, or reason | stage << 4)."""
+    refs = np.empty((MAX_REFS, REF_COLUMNS), dtype=np.int64)
+    translate_prepared_nb(keys, slots, frames, size, vas, root,
+                          prepare_nb(d1, access, user, wp), second_root,
+                          prepare_nb(d2, R, False, wp), prepare_nb(d2, access, False, wp),
+                          nested, refs, pa_out, fault_out)
