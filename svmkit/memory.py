@@ -139,16 +139,21 @@ class Memory:
         self._nodes[self._nodes[n1, mid], lo] = row + 1
 
     def _grow_window(self):
-        """Twice the row map's regions; the radix layout when the address space for that is
-        not to be had."""
+        """Twice the row map's regions, copying the entries of the frames written (the one
+        just added is linked by the caller); the radix layout when the address space for
+        that is not to be had."""
         regions = 2 * len(self._rows) // 512
         new = _reserve(regions) if regions <= len(self._top) else None
         if new is None:
             self._to_radix()
             return
-        rows = np.frombuffer(new, dtype=np.int32).reshape(-1, 512)
-        rows[:len(self._rows)] = self._rows
-        self._map, self._rows, self._nodes = new, rows, rows
+        old = self._rows
+        self._map = new
+        self._rows = self._nodes = np.frombuffer(new, dtype=np.int32).reshape(-1, 512)
+        for frame in self._slot_of:              # only what was written: the map stays sparse
+            n = ((-int(self._top[frame >> 18]) - 1) << 9) | ((frame >> 9) & 511)
+            if self._top[frame >> 18] < 0:
+                self._rows[n, frame & 511] = old[n, frame & 511]
 
     def _row(self, frame, create):
         row = self._slot_of.get(frame)
