@@ -188,11 +188,14 @@ def walk(mem, va, *, root, fmt="x86_64", levels=4, access="r", user=False, phys_
 
 def make_walk(cfg, va, raw, reason, stage, level, where, pa, size, gpa):
     """A :class:`Walk` from a walker's raw result (either engine)."""
+    # a one-dimensional walk is named after its format's stage: a second-level walk of a
+    # GPA alone is "second", though the walker ran it as its only (first) stage
+    names = F.STAGES if cfg.nested else (cfg.fmt.stage_name, cfg.fmt.stage_name)
     refs = []
     for st, lv, address, value, guest_level in raw:
         f, d = (cfg.fmt, cfg.d1) if st == F.FIRST else (cfg.second_fmt, cfg.d2)
         leaf = f.is_leaf(value, lv, d)
-        refs.append(Ref(F.STAGES[st], int(lv), int(address), int(value) & U64,
+        refs.append(Ref(names[st], int(lv), int(address), int(value) & U64,
                         None if guest_level < 0 else int(guest_level),
                         f.structure(lv, leaf)))
     access = F.ACCESSES[cfg.access]
@@ -201,7 +204,7 @@ def make_walk(cfg, va, raw, reason, stage, level, where, pa, size, gpa):
         f = cfg.fmt if stage == F.FIRST else cfg.second_fmt
         name = F.REASONS[reason]
         user = cfg.user if stage == F.FIRST else False
-        fault = Fault(F.STAGES[stage], int(level), name, int(where) & U64,
+        fault = Fault(names[stage], int(level), name, int(where) & U64,
                       f.fault_code(name, access, user), access)
     return Walk(
         va=va, ok=not reason, pa=None if reason else int(pa), page_size=None if reason else int(size),

@@ -182,6 +182,8 @@ def test_second_level_alone_and_its_faults(engine):
     assert (w.fault.reason, w.fault.code) == ("permission", 5)
     w = svmkit.walk(mem, gpa + 0x1000, **kw)
     assert (w.fault.reason, w.fault.code) == ("not-present", 6)
+    # walked alone, a second-level walk is still the second stage
+    assert w.fault.stage == "second" and {r.stage for r in w.refs} == {"second"}
     w = svmkit.walk(mem, 1 << 39, **kw)
     assert (w.fault.reason, w.fault.code) == ("address-width", 4)
     pdpte = sl.root + ((gpa >> 30) & 511) * 8

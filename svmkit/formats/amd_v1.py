@@ -54,6 +54,7 @@ PAGE_TAB_HARDWARE_ERROR = 0x4
 
 class AmdV1(Format):
     name = "amd_v1"
+    stage_name = "second"
     spec = "AMD IOMMU 48882 2.2.3 (I/O Page Tables for Host Translations), 2.2.2 (DTE Mode)"
     levels_allowed = (1, 2, 3, 4, 5)
     level_names = {5: "pde-l5", 4: "pde-l4", 3: "pde-l3", 2: "pde-l2", 1: "pte-l1"}

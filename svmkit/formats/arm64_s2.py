@@ -52,6 +52,7 @@ def sl0_for(levels, granule):
 
 class Arm64Stage2(Arm64Stage1):
     name = "arm64_s2"
+    stage_name = "second"
     stage = 2
     spec = "Arm ARM D8.2-D8.5 (VMSAv8-64 stage 2); SMMUv3 IHI 0070 5.2, 7.3"
     prefix = "s2"

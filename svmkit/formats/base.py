@@ -33,6 +33,8 @@ class Format:
     :meth:`descriptor` and :meth:`fault_code`."""
 
     name = ""
+    stage_name = "first"    # the stage this format serves: "first" (a CPU's or a guest's
+                            # tables) or "second" (a host's tables for a VM or a device)
     spec = ""               # the specification sections the module implements
     levels_allowed = ()     # walk depths the format supports
     level_names = {}        # level -> spec name of an entry at that level (table form)

@@ -30,6 +30,7 @@ TM = 1 << 62
 
 class VtdSecondLevel(Format):
     name = "vtd_sl"
+    stage_name = "second"
     spec = "Intel VT-d 3.7, 9.8"
     levels_allowed = (3, 4, 5)
     level_names = {5: "sl-pml5e", 4: "sl-pml4e", 3: "sl-pdpte", 2: "sl-pde", 1: "sl-pte"}
