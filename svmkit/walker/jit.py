@@ -196,7 +196,7 @@ def check_nb(e, level, p):
     return np.int64(0), leaf, next_level
 
 
-@njit(inline="always")
+@njit(_nrt=False)
 def stage_prepared_nb(keys, slots, frames, size, addr, root, p, refs, nref, stage,
                       guest_level):
     """:func:`stage_nb` with a descriptor from :func:`prepare_nb`."""
@@ -247,7 +247,7 @@ def stage_nb(keys, slots, frames, size, addr, root, d, access, user, wp, refs, n
                              prepare_nb(d, access, user, wp), refs, nref, stage, guest_level)
 
 
-@njit(inline="always")
+@njit(_nrt=False)
 def walk_prepared_nb(keys, slots, frames, size, va, root, p1, second_root, p2_table, p2,
                      nested, refs, nref):
     """:func:`walk_nb` with prepared descriptors: ``p1`` for the first stage, ``p2_table``
@@ -319,7 +319,7 @@ def walk_nb(keys, slots, frames, size, va, root, d1, second_root, d2, nested, ac
 @njit(_nrt=False)
 def translate_prepared_nb(keys, slots, frames, size, vas, root, p1, second_root, p2_table, p2,
                           nested, refs, pa_out, fault_out):
-    """The loop of :func:`translate_nb`: one function with the walk inlined, no calls."""
+    """The loop of :func:`translate_nb`, without reference counting."""
     for i in range(vas.shape[0]):
         r = walk_prepared_nb(keys, slots, frames, size, vas[i], root, p1, second_root,
                              p2_table, p2, nested, refs, 0)
