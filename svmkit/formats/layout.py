@@ -127,3 +127,24 @@ def radix(levels, phys_bits, canonical=False):
         d[lv, L_SHIFT] = 12 + 9 * (lv - 1)
         d[lv, L_BITS] = 9
     return d, (mask(51, phys_bits) if phys_bits < 52 else 0)
+
+
+def ps_leaves(d, phys_bits, high, ps, low_bit):
+    """The leaf answers of a radix format whose PDE and PDPTE map 2 MiB and 1 GiB pages when
+    ``ps`` is set (x86-64 paging, VT-d second level): level 1 is always a leaf, levels 2 and
+    3 are leaves with PS, higher levels never are. A large leaf reserves its frame bits from
+    ``low_bit`` up (bit 12 is x86's PAT bit, so it passes 13); ``high`` is the reserved
+    address bits above ``phys_bits``."""
+    for lv in range(1, int(d[0, G_LEVELS]) + 1):
+        row = d[lv]
+        shift = 12 + 9 * (lv - 1)
+        if lv == 1:
+            row[L_LEAF] = LEAF_ALWAYS
+        elif lv in (2, 3):
+            row[L_LEAF] = LEAF_IF
+            row[L_LEAF_MASK] = row[L_LEAF_VAL] = ps
+        else:
+            row[L_LEAF] = LEAF_NEVER
+            continue
+        row[L_RSVD_LEAF] = high | (mask(shift - 1, low_bit) if lv > 1 else 0)
+        row[L_LEAF_ADDR] = mask(phys_bits - 1, shift)

@@ -58,24 +58,12 @@ class VtdSecondLevel(Format):
         d[0, L.G_EXEC_READ] = 1
         d[0, L.G_RSVD_REASON] = reason_id("reserved-bit")
         d[0, L.G_WP_APPLIES] = 0
+        L.ps_leaves(d, phys_bits, high, PS, 12)
         for lv in range(1, levels + 1):
             row = d[lv]
             row[L.L_PRESENT_ANY] = R | W | (X if slee else 0)
-            row[L.L_RSVD_TABLE] = high | SNP | L.to_i64(TM)
-            if lv == 1:
-                row[L.L_LEAF] = L.LEAF_ALWAYS
-                row[L.L_RSVD_LEAF] = high
-                row[L.L_LEAF_ADDR] = L.mask(phys_bits - 1, 12)
-            elif lv in (2, 3):
-                row[L.L_LEAF] = L.LEAF_IF
-                row[L.L_LEAF_MASK] = PS
-                row[L.L_LEAF_VAL] = PS
-                shift = 21 if lv == 2 else 30
-                row[L.L_RSVD_LEAF] = high | L.mask(shift - 1, 12)
-                row[L.L_LEAF_ADDR] = L.mask(phys_bits - 1, shift)
-            else:
-                row[L.L_LEAF] = L.LEAF_NEVER
-                row[L.L_RSVD_TABLE] |= PS
+            # SNP and TM are leaf bits; PS is reserved in SL-PML4E/SL-PML5E
+            row[L.L_RSVD_TABLE] = high | SNP | L.to_i64(TM) | (PS if lv > 3 else 0)
             for allow in (L.T_ALLOW, L.P_ALLOW):
                 row[allow + L.READ] = R
                 row[allow + L.WRITE] = W

@@ -54,24 +54,11 @@ class X86_64(Format):
         d[0, L.G_EXEC_READ] = 1
         d[0, L.G_RSVD_REASON] = reason_id("reserved-bit")
         d[0, L.G_WP_APPLIES] = 1
+        L.ps_leaves(d, phys_bits, high, PS, 13)
         for lv in range(1, levels + 1):
             row = d[lv]
             row[L.L_PRESENT_ANY] = P
-            row[L.L_RSVD_TABLE] = high
-            if lv == 1:
-                row[L.L_LEAF] = L.LEAF_ALWAYS
-                row[L.L_RSVD_LEAF] = high
-                row[L.L_LEAF_ADDR] = L.mask(phys_bits - 1, 12)
-            elif lv in (2, 3):
-                row[L.L_LEAF] = L.LEAF_IF
-                row[L.L_LEAF_MASK] = PS
-                row[L.L_LEAF_VAL] = PS
-                shift = 21 if lv == 2 else 30
-                row[L.L_RSVD_LEAF] = high | L.mask(shift - 1, 13)
-                row[L.L_LEAF_ADDR] = L.mask(phys_bits - 1, shift)
-            else:
-                row[L.L_LEAF] = L.LEAF_NEVER
-                row[L.L_RSVD_TABLE] = high | PS     # PS is reserved in PML4E and PML5E
+            row[L.L_RSVD_TABLE] = high | (PS if lv > 3 else 0)   # PS reserved in PML4E/PML5E
             for allow, deny in ((L.T_ALLOW, L.T_DENY), (L.P_ALLOW, L.P_DENY)):
                 row[allow + L.WRITE] = RW
                 row[allow + L.USER] = US

@@ -374,21 +374,26 @@ class Driver:
             self._inv(ops, inv.PasidDevTlbInv(dev.source_id, pasid, addr=ALL_ADDRESSES,
                                               size=1, glob=1))
 
+    def _bound(self, source_id, pasid):
+        """The present PASID entry of a bound PASID: ``(dev, ops, pa, structure, qwords,
+        fields)``; ValueError when the PASID is not bound."""
+        dev = self._dev(source_id)
+        self._check_pasid(pasid)
+        ops = Ops()
+        pa = self._pasid_entry_pa(ops, dev, pasid, False)
+        st = S.pasid_entry if self.iommu.ttm == "scalable" else S.ext_pasid_entry
+        cur = None if pa is None else self._read_entry(pa, st.qwords)
+        if cur is None or not st.decode(cur)["p"]:
+            raise ValueError(f"pasid={pasid:#x} is not bound on {source_id:#06x}")
+        return dev, ops, pa, st, cur, st.decode(cur)
+
     def modify(self, source_id, pasid, **fields):
         """Change fields of a present PASID entry in place, then invalidate.
         Fields by their spec names (`pgtt`, `did`, `flptptr`, `flpm`,
         `slptptr`, `aw`, `sre`, `wpe`, `fpd`, ...) or `first_root`,
         `second_root`, `first_levels`, `second_levels`; `pgtt` also takes
         "first", "second", "nested", "pass-through"."""
-        dev = self._dev(source_id)
-        self._check_pasid(pasid)
-        ops = Ops()
-        pa = self._pasid_entry_pa(ops, dev, pasid, False)
-        st = S.pasid_entry if self.iommu.ttm == "scalable" else S.ext_pasid_entry
-        if pa is None or not st.decode(self._read_entry(pa, st.qwords))["p"]:
-            raise ValueError(f"pasid={pasid:#x} is not bound on {source_id:#06x}")
-        cur = self._read_entry(pa, st.qwords)
-        old = st.decode(cur)
+        dev, ops, pa, st, cur, old = self._bound(source_id, pasid)
         new = dict(old)
         for k, v in fields.items():
             if k == "pgtt" and isinstance(v, str):
@@ -416,15 +421,7 @@ class Driver:
         """Tear a PASID down: clear P (keeping FPD set so that the late
         requests of a dying context are not logged), invalidate, then clear
         the rest of the entry."""
-        dev = self._dev(source_id)
-        self._check_pasid(pasid)
-        ops = Ops()
-        pa = self._pasid_entry_pa(ops, dev, pasid, False)
-        st = S.pasid_entry if self.iommu.ttm == "scalable" else S.ext_pasid_entry
-        if pa is None or not st.decode(self._read_entry(pa, st.qwords))["p"]:
-            raise ValueError(f"pasid={pasid:#x} is not bound on {source_id:#06x}")
-        cur = self._read_entry(pa, st.qwords)
-        old = st.decode(cur)
+        dev, ops, pa, st, cur, old = self._bound(source_id, pasid)
         fpd = 2 if self.iommu.ttm == "scalable" else 0
         self._write(ops, pa, (cur[0] & ~1) | fpd, f"pasid-entry {pasid:#x} qword 0 (P=0)")
         self._flush_pasid(ops, dev, pasid, old)
