@@ -58,3 +58,11 @@ def test_notebook_runs_without_errors(path):
     client.execute()
     errors = _errors(nb)
     assert not errors, f"{path.name}:\n" + "\n".join(errors)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("0*.ipynb")), ids=lambda p: p.stem)
+def test_every_lesson_states_its_goals_and_ends_with_exercises(path):
+    nb = nbformat.read(path, as_version=4)
+    prose = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert prose[0].startswith(f"# {path.stem[:2]} ") and "**Learning goals.**" in prose[0]
+    assert prose[-1].startswith("## Exercises")
