@@ -53,8 +53,9 @@ def _is_leaf(e, level, d):
 
 @njit
 def fault_code_nb(scalable, pgtt, reason, stage, level, access, user, refs, n, d1,
-                  levels1, levels2, fl_start):
-    """Iommu.fault_code, compiled (VT-d §7.1.3)."""
+                  levels1, levels2, fl_start, d2w, haw):
+    """Iommu.fault_code, compiled (VT-d §7.1.3). `d2w`: the second-level
+    descriptor with every address bit allowed (Iommu._beyond_haw_only)."""
     if not scalable and (pgtt == 2 or pgtt == 4):        # legacy / extended second level
         if reason == NOT_PRESENT or reason == PERMISSION:
             return 5 if access == F.W else 6
@@ -94,6 +95,14 @@ def fault_code_nb(scalable, pgtt, reason, stage, level, access, user, refs, n, d
     if reason == ADDRESS_WIDTH:
         return 0x74 if pgtt == 3 else 0x83
     if reason == RESERVED:
+        last = -1
+        for i in range(min(n, refs.shape[0])):
+            if refs[i, 0] == F.SECOND:
+                last = i
+        # an address at or above HAW is the only fault: SGN.5 (0x84)
+        if scalable and haw < 52 and last >= 0 and \
+                classify_nb(refs[last, 3], refs[last, 1], d2w)[0] == 0:
+            return 0x84
         return 0x7A
     if reason == NON_EXISTENT:
         return 0x7B if level == levels2 else 0x78
@@ -276,7 +285,7 @@ def nested_nb(keys, slots, frames, size, va, d1s, levels1, root2, d2s, levels2,
 
 @njit
 def batch_nb(keys, slots, frames, size, vas, scalable, pgtt, root1, d1s, levels1, root2,
-             d2s, levels2, access, user, wp, ssade, haw, did, pasid, need, iotlb_on,
+             d2s, d2w, levels2, access, user, wp, ssade, haw, did, pasid, need, iotlb_on,
              tag_did, tag_pasid, tag_vpn, pa_base, flags, stamp, clock, rng, policy,
              pa_out, code_out, stats, psc_sets):
     """stats: [iotlb hits, iotlb misses]."""
@@ -346,7 +355,8 @@ def batch_nb(keys, slots, frames, size, vas, scalable, pgtt, root1, d1s, levels1
         if reason != 0:
             pa_out[i] = 0
             code_out[i] = fault_code_nb(scalable, pgtt, reason, stage, level, access, user,
-                                        refs, n, d1s[levels1], levels1, levels2, fl_start)
+                                        refs, n, d1s[levels1], levels1, levels2, fl_start,
+                                        d2w, haw)
             continue
         if scalable and pa >= 0xFEE00000 and pa <= 0xFEEFFFFF:
             pa_out[i] = 0
@@ -406,12 +416,13 @@ def translate_many(iommu, source_id, addresses, *, pasid=None, access="r"):
         empty = np.zeros((6, 30), np.int64)
         d1s = _starts(empty if d1 is None else d1)
         d2s = _starts(empty if d2 is None else d2)
+        d2w = empty if d2 is None else iommu.wide_second_descriptor(cfg)
         keys, slots, frames, size = iommu.mem.arrays()
         t = iommu.iotlb
         stats = np.zeros(2, np.int64)
         acc = F.ACCESSES.index(access)
         batch_nb(keys, slots, frames, size, vas, cfg.mode == "scalable", PGTT_IDS[cfg.pgtt],
-                 cfg.first_root, d1s, cfg.first_levels, cfg.second_root, d2s,
+                 cfg.first_root, d1s, cfg.first_levels, cfg.second_root, d2s, d2w,
                  cfg.second_levels, acc, not cfg.privileged, cfg.wpe, cfg.ssade, iommu.haw,
                  cfg.did, cfg.pasid, iommu._need(cfg, access), t.enabled, t.tag_did,
                  t.tag_pasid, t.tag_vpn, t.pa_base, t.flags, t.stamp, t.clock, t.rng,

@@ -45,6 +45,13 @@ from .faults import NON_QUALIFIED, FaultRecord, describe
 __all__ = ["Iommu", "Config", "TTM"]
 
 TTM = ("legacy", "scalable", "extended")
+#: Address types of a request (PCIe AT field) the model accepts: 00b
+#: untranslated, 10b translated (by a device-TLB). Translation requests
+#: (01b, ATS) are not modelled.
+AT = ("untranslated", "translated")
+#: Context-entry translation types that let translated requests through:
+#: legacy TT 01b (VT-d §9.3), extended T 001b/101b (2.x §9.4).
+_DEVICE_TLB_TT = {"legacy": (1,), "extended": (1, 5)}
 INTERRUPT_LO, INTERRUPT_HI = 0xFEE0_0000, 0xFEEF_FFFF
 U64 = (1 << 64) - 1
 SL, FL = _sl.FORMAT, _x86.FORMAT
@@ -174,7 +181,9 @@ class Iommu:
             raise ValueError(f"ttm={ttm!r}; allowed: {', '.join(TTM)}")
         if not isinstance(haw, int) or not 39 <= haw <= 52:
             raise ValueError(f"haw={haw!r}; allowed: 39 to 52")
-        root_table = _check_int("root_table", root_table, haw)
+        # RTADDR_REG.RTA is a 52-bit field: a value beyond HAW can be
+        # programmed and faults when a request uses it (0x30 / 0x8)
+        root_table = _check_int("root_table", root_table, 64)
         if root_table & 0xFFF:
             raise ValueError(f"root_table={root_table:#x} is not 4 KiB aligned")
         sl_levels = tuple(sl_levels)
@@ -224,10 +233,10 @@ class Iommu:
     def _codes(self):
         """Fault numbers for root/context conditions in the mode in force."""
         if self.ttm == "scalable":
-            return dict(root_access=0x38, root_np=0x39, root_rsvd=0x3A, ctx_access=0x40,
-                        ctx_np=0x41, ctx_rsvd=0x42, ctx_inv=0x43)
-        return dict(root_access=0x8, root_np=0x1, root_rsvd=0xA, ctx_access=0x9,
-                    ctx_np=0x2, ctx_rsvd=0xB, ctx_inv=0x3)
+            return dict(root_table=0x30, root_access=0x38, root_np=0x39, root_rsvd=0x3A,
+                        ctx_access=0x40, ctx_np=0x41, ctx_rsvd=0x42, ctx_inv=0x43)
+        return dict(root_table=0x8, root_access=0x8, root_np=0x1, root_rsvd=0xA,
+                    ctx_access=0x9, ctx_np=0x2, ctx_rsvd=0xB, ctx_inv=0x3)
 
     def _context(self, source_id, refs, st):
         """The decoded context entry of `source_id` (context-cache first)."""
@@ -237,6 +246,12 @@ class Iommu:
             return hit
         st["context"] = "miss"
         c = self._codes()
+        if self.root_table >> self.haw:
+            # RTADDR_REG.RTA beyond the host address width: the root table
+            # itself is unusable, before any root entry is read (VT-d
+            # §10.4.6 RTADDR_REG; §7.1.3 scalable table SRTA.1, 0x30; the
+            # legacy table has no such reason: root-entry access error 0x8)
+            raise _Fault("root", c["root_table"])
         bus, devfn = source_id >> 8, source_id & 0xFF
         rpa = self.root_table + 16 * bus
         q = self._read(rpa, 2)
@@ -279,7 +294,16 @@ class Iommu:
         return ctx
 
     def _decode_context(self, e, fpd, c):
+        """Value checks of a present context entry whose reserved bits are
+        clear (VT-d §9.3, §9.4; 2.x §9.4): encodings the unit does not
+        support fault "invalid programming" (0x3 / 0x43)."""
         if self.ttm == "scalable":
+            if e["pdts"] > max(0, self.pasid_width - 13):
+                # PDTS describes a PASID directory larger than the unit's
+                # PASID width can index (ECAP_REG.PSS, §10.4.3): 2^(PDTS+7)
+                # entries of 64 PASIDs each; the smallest directory (PDTS 0)
+                # is always allowed (§9.4, §7.1.3 SCT.4, 0x43)
+                raise _Fault("context", c["ctx_inv"])
             if e["rid_pasid"] >> self.pasid_width:
                 raise _Fault("context", 0x48)
             return _Ctx(fpd, paside=bool(e["paside"]), pdts=e["pdts"],
@@ -375,16 +399,27 @@ class Iommu:
         return pe
 
     # -- the request --------------------------------------------------------
-    def configure(self, source_id, *, pasid=None, privileged=False, refs=None, st=None):
+    def configure(self, source_id, *, pasid=None, privileged=False, refs=None, st=None,
+                  at="untranslated"):
         """The `Config` for a request (reading root, context and PASID
         structures through the caches). Returns (config, None) or
-        (None, (stage, code, fpd))."""
+        (None, (stage, code, fpd)). `at` "translated" (legacy and extended
+        mode): a request whose address a device-TLB already translated."""
         refs = [] if refs is None else refs
         st = {} if st is None else st
         try:
             if self.ttm == "legacy" and pasid is not None:
                 raise _Fault("root", 0x31)
             ctx = self._context(source_id, refs, st)
+            if at == "translated":
+                # the context entry's TT (T) decides whether translated
+                # requests may pass; otherwise they are blocked (VT-d §9.3
+                # TT 00b/10b, 2.x §9.4; §7.1.3 legacy 0xD, a qualified fault).
+                # Allowed, the address is a host address: not translated again.
+                if ctx.tt not in _DEVICE_TLB_TT[self.ttm]:
+                    raise _FaultFpd("context", 0xD) if ctx.fpd else _Fault("context", 0xD)
+                return Config(self.ttm, source_id, -1, ctx.did, "pass-through",
+                              fpd=ctx.fpd), None
             if self.ttm == "legacy":
                 pgtt = "pass-through" if ctx.tt == 2 else "second"
                 return Config("legacy", source_id, -1, ctx.did, pgtt,
@@ -474,14 +509,18 @@ class Iommu:
                        "non-existent-memory": 0x78}.get(name, 0x75)
         return r[4], None
 
-    def translate(self, source_id, address, *, pasid=None, access="r", privileged=False):
+    def translate(self, source_id, address, *, pasid=None, access="r", privileged=False,
+                  at="untranslated"):
         """Translate one DMA request; returns a `svmkit.Walk`.
 
         `source_id` the requester id (bus << 8 | devfn); `address` the DMA
         address (IOVA, GVA or GPA as the tables make it); `pasid` the
         request's PASID or None; `access` "r", "w" or "x"; `privileged` a
         supervisor request (with PASID; without one, scalable mode takes
-        the privilege from RID_PRIV, VT-d §9.4). `.refs` starts with the
+        the privilege from RID_PRIV, VT-d §9.4); `at` the request's address
+        type (PCIe AT): "untranslated", or "translated" (already translated
+        by the device's TLB; legacy and extended mode only, where the
+        context entry's TT decides, §9.3). `.refs` starts with the
         structure reads; `.cache` says which caches hit; faults are also
         appended to `self.faults` unless FPD suppresses them."""
         source_id = _check_int("source_id", source_id, 16)
@@ -490,9 +529,14 @@ class Iommu:
             pasid = _check_int("pasid", pasid, self.pasid_width)
         if access not in F.ACCESSES:
             raise ValueError(f"access={access!r}; allowed: 'r', 'w', 'x'")
+        if at not in AT or (at == "translated" and self.ttm == "scalable"):
+            # scalable mode checks translated requests against the context
+            # entry's DTE (0x44): device-TLBs are out of this model's scope
+            raise ValueError(f"at={at!r}; allowed: 'untranslated', and 'translated' in "
+                             "legacy and extended mode")
         refs, st = [], {}
         cfg, err = self.configure(source_id, pasid=pasid, privileged=privileged, refs=refs,
-                                  st=st)
+                                  st=st, at=at)
         if err is not None:
             stage, code, fpd = err
             w = Walk(va=address, ok=False, pa=None, page_size=None,
@@ -584,9 +628,10 @@ class Iommu:
         if reason:
             code = self.fault_code(cfg, raw, reason, stage, level, access, d1, d2,
                                    extra["fl_start"])
-            # the walker's reason name (shared by every model), VT-d's number
-            fault = Fault(F.STAGES[stage], int(level), F.REASONS[reason], int(where) & U64,
-                          code, access)
+            # the walker's reason name (shared by every model), VT-d's number;
+            # 0x84 is no reserved bit in VT-d's terms: the table's name
+            name = describe(code, self.ttm)[0] if code == 0x84 else F.REASONS[reason]
+            fault = Fault(F.STAGES[stage], int(level), name, int(where) & U64, code, access)
             return Walk(ok=False, pa=None, page_size=None, fault=fault, refs=refs,
                         gpa=gpa if nested and gpa else None, **shape, **walk_args)
         if cfg.mode == "scalable" and INTERRUPT_LO <= pa <= INTERRUPT_HI:
@@ -788,6 +833,9 @@ class Iommu:
         if name == "address-width":
             return 0x74 if cfg.pgtt == "nested" else 0x83
         if name == "reserved-bit":
+            sl = [(lv, v) for s, lv, a, v, g in raw if s == F.SECOND]
+            if cfg.mode == "scalable" and sl and self._beyond_haw_only(cfg, *sl[-1]):
+                return 0x84
             return 0x7A
         if name == "non-existent-memory":
             return 0x7B if level == cfg.second_levels else 0x78
@@ -796,6 +844,20 @@ class Iommu:
         if name == "not-present":
             return 0x79
         return {"w": 0x85, "x": 0x82}.get(access, 0x86)
+
+    def _beyond_haw_only(self, cfg, level, entry):
+        """True when the only fault in second-level entry `entry` is its
+        address (next table or page frame) at or above HAW: scalable mode
+        reports that as "second-level entry address beyond the max" (VT-d
+        §7.1.3 SGN.5, 0x84), other reserved bits as SSS.3 (0x7A, §9.8).
+        The entry is classified again with every address bit allowed."""
+        return self.haw < 52 and \
+            reference.classify(entry, level, self.wide_second_descriptor(cfg))[0] == F.OK
+
+    def wide_second_descriptor(self, cfg):
+        """`cfg`'s second-level descriptor with HAW at 52 (no address bit
+        reserved), for telling 0x84 from 0x7A."""
+        return _sl_descriptor(cfg.second_levels, 52, cfg.ssade, self.sl_large_pages)
 
     # -- invalidation -------------------------------------------------------
     def invalidate(self, desc):
