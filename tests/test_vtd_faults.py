@@ -333,3 +333,278 @@ def test_reason_tables_are_consistent():
     assert faults.describe(0x31, "legacy")[0] == "ttm-pasid"
     with pytest.raises(ValueError, match="mode"):
         faults.describe(1, "smmu")
+
+
+# -- the reasons that need a condition of their own ------------------------
+
+def test_root_table_address_beyond_haw():
+    """RTADDR_REG.RTA with a bit at or above HAW: the root table itself is
+    unusable (0x30, before any read; not qualified: no FPD is known yet);
+    within HAW but over no memory, reading the root entry fails (0x38);
+    legacy mode has one reason for both (0x8)."""
+    s = Sys()
+    setbits(s.mem, s.ctx, 2)                             # FPD: cannot apply here
+    good = s.iommu.root_table
+    s.iommu.root_table = good | 1 << 48                  # HAW is 48
+    n = len(s.iommu.faults)
+    w = s.walk(1, va=0x1234, access="w")
+    assert code(w) == 0x30 and w.refs == []
+    assert (w.fault.stage, w.fault.reason) == ("root", "invalid-entry")
+    rec = s.iommu.faults[-1]
+    assert len(s.iommu.faults) == n + 1
+    assert (rec.code, rec.source_id, rec.pasid, rec.fi, rec.access) == (0x30, SID, 1, 0x1000,
+                                                                           "w")
+    pa, c = s.iommu.translate_many(SID, [0x1000, 0x2000], pasid=1)
+    assert list(c) == [0x30, 0x30] and s.iommu.faults[-1].code == 0x30
+    s.iommu.root_table = BEYOND
+    assert code(s.walk(1)) == 0x38
+    s.iommu.root_table = good
+    assert s.walk(1).ok
+    assert code(Iommu(s.mem, root_table=1 << 50).translate(SID, 0)) == 0x30
+    legacy = Iommu(s.mem, root_table=1 << 50, ttm="legacy")
+    w = legacy.translate(SID, 0)
+    assert code(w) == 0x8 and w.fault.stage == "root" and legacy.faults[-1].code == 0x8
+
+
+def test_context_entry_pdts_beyond_pasid_width():
+    """A scalable-mode context entry whose PDTS gives a PASID directory
+    larger than the unit's PASIDs can index is invalid programming (0x43,
+    qualified: FPD in the entry suppresses the record); a reserved bit is
+    still 0x42; the smallest directory is always allowed."""
+    rig = Rig(caches=NOCACHE, pasid_width=14)            # 2^14 PASIDs: PDTS at most 1
+    fl = rig.fl()
+    fl.map(0x1000, 0x9000)
+    rig.drv.attach(SID, pdts=1)
+    rig.drv.bind(SID, 1, first_root=fl.root)
+    w = rig.iommu.translate(SID, 0x1000, pasid=1)
+    assert w.ok
+    ctx = w.refs[1].address
+    q0 = rig.mem.read_u64(ctx)
+    rig.mem.write_u64(ctx, q0 & ~(7 << 9) | 2 << 9)      # PDTS 2: 2^15 PASIDs
+    n = len(rig.iommu.faults)
+    w = rig.iommu.translate(SID, 0x1000, pasid=1)
+    assert code(w) == 0x43 and len(w.refs) == 2
+    assert (w.fault.stage, w.fault.reason) == ("context", "invalid-entry")
+    assert (rig.iommu.faults[-1].code, len(rig.iommu.faults)) == (0x43, n + 1)
+    assert list(rig.iommu.translate_many(SID, [0x1000], pasid=1)[1]) == [0x43]
+    setbits(rig.mem, ctx, 1 << 6)                        # a reserved bit as well
+    assert code(rig.iommu.translate(SID, 0x1000, pasid=1)) == 0x42
+    rig.mem.write_u64(ctx, (q0 & ~(7 << 9) | 7 << 9) | 2)   # PDTS 7, FPD
+    n = len(rig.iommu.faults)
+    assert code(rig.iommu.translate(SID, 0x1000, pasid=1)) == 0x43
+    assert len(rig.iommu.faults) == n                    # qualified: FPD suppresses
+    rig.mem.write_u64(ctx, q0)
+    assert rig.iommu.translate(SID, 0x1000, pasid=1).ok
+    small = Rig(caches=NOCACHE, pasid_width=8)           # below one directory's reach
+    small.drv.attach(SID, pdts=0)
+    assert code(small.iommu.translate(SID, 0, pasid=1)) == 0x51   # past 0x43: unbound
+
+
+def test_pasid_directory_beyond_memory():
+    """The PASID-directory pointer over no memory: the directory entry
+    cannot be read (0x50, not qualified)."""
+    s = Sys()
+    q0 = s.mem.read_u64(s.ctx)
+    s.mem.write_u64(s.ctx, q0 & 0xFFF | BEYOND | 2)      # FPD set: recorded anyway
+    n = len(s.iommu.faults)
+    w = s.walk(1)
+    assert code(w) == 0x50 and w.fault.stage == "pasid-directory"
+    assert len(s.iommu.faults) == n + 1 and s.iommu.faults[-1].code == 0x50
+
+
+def _sl_wide(rig, levels=3):
+    """A second-level table that can hold addresses above the IOMMU's HAW
+    (the page-table builder checks against 52 bits, the IOMMU against HAW)."""
+    from svmkit.pagetable import PageTable
+    return PageTable(rig.mem, rig.alloc.alloc, fmt="vtd_sl", levels=levels, phys_bits=52)
+
+
+def test_second_level_address_beyond_haw():
+    """Scalable mode: a second-level entry (leaf or table) whose address is
+    at or above HAW faults "second-level entry address beyond the max"
+    (0x84, qualified); with another reserved bit set it is 0x7A; a
+    first-level entry's address bits above HAW are reserved (0x72). The
+    compiled batch gives the same numbers."""
+    rig = Rig(caches=NOCACHE, haw=40, sl_large_pages=1)  # PS reserved in an SL-PDPTE
+    sl = _sl_wide(rig)
+    sl.map(0x1000, 0x9000)
+    sl.map(0x2000, 1 << 41)                              # leaf frame above HAW
+    sl.map(0x4000_0000, 1 << 41, 1 << 30)                # 1 GiB leaf: PS reserved here
+    fl = rig.fl()
+    fl.map(0x1000, 0x9000)
+    rig.drv.attach(SID)
+    rig.drv.bind_second(SID, 2, second_root=sl.root, second_levels=3)
+    rig.drv.bind(SID, 1, first_root=fl.root)
+    assert rig.iommu.translate(SID, 0x1000, pasid=2).pa == 0x9000
+    n = len(rig.iommu.faults)
+    w = rig.iommu.translate(SID, 0x2008, pasid=2, access="w")
+    assert code(w) == 0x84 and (w.fault.stage, w.fault.level) == ("second", 1)
+    assert w.fault.reason == "address-size" and w.refs[-1].structure == "sl-pte"
+    rec = rig.iommu.faults[-1]
+    assert (len(rig.iommu.faults), rec.code, rec.fi, rec.pasid) == (n + 1, 0x84, 0x2000, 2)
+    assert rec.reason == "address-size"
+    assert code(rig.iommu.translate(SID, 0x4000_0000, pasid=2)) == 0x7A
+    # a table pointer above HAW: the SL-PDE that leads to the SL-PT
+    w = rig.iommu.translate(SID, 0x1000, pasid=2)
+    pde = w.refs[-2]
+    rig.mem.write_u64(pde.address, pde.value | 1 << 45)
+    w = rig.iommu.translate(SID, 0x1000, pasid=2)
+    assert code(w) == 0x84 and w.fault.level == 2
+    pa, c = rig.iommu.translate_many(SID, [0x1000, 0x2000, 0x4000_0000], pasid=2)
+    assert list(c) == [0x84, 0x84, 0x7A] and rig.iommu.faults[-1].code == 0x7A
+    rig.mem.write_u64(pde.address, pde.value)
+    # qualified: FPD in the PASID entry suppresses the record
+    pe = w.refs[3].address
+    setbits(rig.mem, pe, 2)
+    n = len(rig.iommu.faults)
+    assert code(rig.iommu.translate(SID, 0x2000, pasid=2)) == 0x84
+    assert len(rig.iommu.faults) == n
+    # first level: address bits above HAW are reserved in its entries
+    w = rig.iommu.translate(SID, 0x1000, pasid=1)
+    rig.mem.write_u64(w.refs[-1].address, w.refs[-1].value | 1 << 41)
+    w = rig.iommu.translate(SID, 0x1000, pasid=1)
+    assert code(w) == 0x72 and w.fault.stage == "first"
+    assert list(rig.iommu.translate_many(SID, [0x1000], pasid=1)[1]) == [0x72]
+
+
+def test_second_level_address_beyond_haw_nested():
+    """Under nesting the second level that locates a first-level table, or
+    the final GPA, reports 0x84 the same way."""
+    from svmkit.pagetable import PageTable
+    from test_vtd_rig import GUEST_BASE
+    rig = Rig(caches=NOCACHE, haw=40)
+    sl = _sl_wide(rig, 4)
+    for i in range(32):
+        sl.map(i * 4096, GUEST_BASE + i * 4096)
+    sl.map(0x40_0000, 1 << 42)                           # a guest page above HAW
+    free = list(range(31 * 4096, 0, -4096))
+    gpt = PageTable(rig.mem, free.pop, fmt="x86_64", levels=4,
+                    to_host=lambda g: GUEST_BASE + g)
+    gpt.map(0x1000, 0x2000)
+    gpt.map(0x5000, 0x40_0000)
+    rig.drv.attach(SID)
+    rig.drv.bind(SID, 3, first_root=gpt.root, nested=True, second_root=sl.root)
+    assert rig.iommu.translate(SID, 0x1000, pasid=3).pa == GUEST_BASE + 0x2000
+    w = rig.iommu.translate(SID, 0x5000, pasid=3)
+    assert code(w) == 0x84 and w.fault.stage == "second" and w.gpa == 0x40_0000
+    # the SL-PTE locating the guest's PML4 table
+    w = rig.iommu.translate(SID, 0x1000, pasid=3)
+    locate = w.refs[4 + 3]
+    assert locate.stage == "second" and locate.guest_level == 4
+    rig.mem.write_u64(locate.address, locate.value | 1 << 44)
+    w = rig.iommu.translate(SID, 0x1000, pasid=3)
+    assert code(w) == 0x84 and w.fault.address == gpt.root
+    assert list(rig.iommu.translate_many(SID, [0x1000, 0x5000], pasid=3)[1]) == [0x84, 0x84]
+
+
+def _legacy(tt, fpd=0):
+    """A legacy-mode unit whose device SID has a context entry of type TT."""
+    rig = Rig(ttm="legacy", caches=NOCACHE)
+    sl = rig.sl(3)
+    sl.map(0x1000, 0x9000)
+    ctp = rig.alloc.alloc()
+    write(rig.mem, rig.iommu.root_table + 16 * 3, S.root_entry.encode(p=1, ctp=ctp))
+    write(rig.mem, ctp + 16 * 0x10,
+          S.context_entry.encode(p=1, fpd=fpd, tt=tt, slptptr=sl.root, aw=1, did=5))
+    return rig
+
+
+@pytest.mark.parametrize("tt", [0, 1, 2])
+def test_legacy_translated_requests_follow_tt(tt):
+    """A translated request (PCIe AT 10b: the device's TLB translated the
+    address) passes only where the context entry's TT is 01b; TT 00b and
+    10b block it (0xD, qualified). Untranslated requests are unaffected."""
+    rig = _legacy(tt)
+    iommu = rig.iommu
+    u = iommu.translate(SID, 0x1000)
+    assert u.ok and u.pa == (0x1000 if tt == 2 else 0x9000)
+    w = iommu.translate(SID, 0xABC000, at="translated", access="w")
+    if tt == 1:
+        assert w.ok and w.pa == 0xABC000 and [r.stage for r in w.refs] == ["root", "context"]
+        return
+    assert code(w) == 0xD and len(w.refs) == 2
+    assert (w.fault.stage, w.fault.reason) == ("context", "blocked")
+    rec = iommu.faults[-1]
+    assert (rec.code, rec.source_id, rec.pasid, rec.fi, rec.access) == (0xD, SID, None,
+                                                                          0xABC000, "w")
+    assert rec.description == faults.LEGACY_REASONS[0xD][1]
+    quiet = _legacy(tt, fpd=1)
+    assert code(quiet.iommu.translate(SID, 0x1000, at="translated")) == 0xD
+    assert quiet.iommu.faults == []                     # FPD: not recorded
+
+
+def test_translated_requests_extended_mode_and_arguments():
+    """Extended mode: T 101b (PASID with device-TLB) lets translated
+    requests through, T 100b blocks them (0xD); scalable mode's check
+    (DTE, 0x44) is not modelled, so the argument is refused there."""
+    for ats, expect in ((True, None), (False, 0xD)):
+        rig = Rig(ttm="extended", caches=NOCACHE)
+        sl = rig.sl()
+        rig.drv.attach(SID, second_root=sl.root, ats=ats)
+        w = rig.iommu.translate(SID, 0x7000, at="translated")
+        assert (w.pa == 0x7000) if expect is None else code(w) == expect
+    s = Sys()
+    with pytest.raises(ValueError, match="at="):
+        s.walk(1, at="translated")
+    with pytest.raises(ValueError, match="at="):
+        _legacy(1).iommu.translate(SID, 0, at="translation")
+
+
+# -- every reason accounted for --------------------------------------------
+
+#: The test that builds each reason's condition and asserts its number.
+PRODUCED_BY = {
+    **{c: "test_legacy_mode_faults" for c in range(0x1, 0xD)},
+    0xD: "test_legacy_translated_requests_follow_tt",
+    0x30: "test_root_table_address_beyond_haw",
+    0x31: "test_legacy_mode_faults",
+    0x38: "test_root_table_beyond_memory",
+    **{c: "test_root_and_context_faults" for c in (0x39, 0x3A, 0x40, 0x41, 0x42, 0x45)},
+    0x43: "test_context_entry_pdts_beyond_pasid_width",
+    0x46: "test_pasid_beyond_directory_and_rid_pasid_width",
+    0x48: "test_pasid_beyond_directory_and_rid_pasid_width",
+    0x50: "test_pasid_directory_beyond_memory",
+    0x51: "test_pasid_directory_faults",
+    0x52: "test_pasid_directory_faults",
+    0x58: "test_pasid_directory_faults",
+    **{c: "test_pasid_entry_faults" for c in (0x59, 0x5A, 0x5B)},
+    0x5C: "test_request_checks",
+    0x5D: "test_request_checks",
+    **{c: "test_first_level_faults" for c in (0x70, 0x71, 0x72, 0x73, 0x80, 0x81)},
+    **{c: "test_nested_faults" for c in (0x74, 0x75, 0x76)},
+    **{c: "test_second_level_faults" for c in (0x78, 0x79, 0x7A, 0x7B, 0x83, 0x86)},
+    0x82: "test_request_checks",
+    0x84: "test_second_level_address_beyond_haw",
+    0x85: "test_first_level_write_permission",
+    0x87: "test_output_in_the_interrupt_range",
+}
+
+# LEAD: 0x77 (nested: the second level denies the A/D update of a
+# first-level entry) is being added to the core walker by the lead. When it
+# lands, set this to the name of the test in this file that produces it and
+# remove 0x77 from svmkit.vtd.faults.OUT_OF_SCOPE.
+LEAD_0x77_TEST = None
+
+
+def test_every_reason_is_produced_or_out_of_scope():
+    """Each number of both §7.1.3 tables is either produced by a named test
+    here (whose code asserts that number) or listed, with why, in
+    faults.OUT_OF_SCOPE; never both."""
+    import re
+    import inspect
+    produced = dict(PRODUCED_BY)
+    if LEAD_0x77_TEST is not None:
+        produced[0x77] = LEAD_0x77_TEST
+    everything = set(faults.LEGACY_REASONS) | set(faults.SCALABLE_REASONS)
+    out = set(faults.OUT_OF_SCOPE)
+    assert out == {0x32, 0x44, 0x47, 0x7C, 0x90} | ({0x77} if LEAD_0x77_TEST is None
+                                                     else set())
+    assert not set(produced) & out
+    assert set(produced) | out == everything, sorted(everything - set(produced) - out)
+    for c, why in faults.OUT_OF_SCOPE.items():
+        assert "§7.1.3" in why and len(why) > 20
+    here = globals()
+    for c, name in produced.items():
+        fn = here.get(name)
+        assert callable(fn) and name.startswith("test_"), (hex(c), name)
+        assert re.search(rf"0x0*{c:x}\b", inspect.getsource(fn), re.I), (hex(c), name)
