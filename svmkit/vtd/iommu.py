@@ -159,8 +159,8 @@ def _sl_descriptor(levels, haw, ssade, large):
 class Iommu:
     """One VT-d remapping unit over `mem`.
 
-    Registers and capabilities (VT-d §10.4): `root_table` (RTADDR_REG.RTA)
-    and `ttm` (RTADDR_REG.TTM: "legacy" 00b, "scalable" 01b; "extended" is
+    Registers and capabilities (VT-d §10.4): `root_table` (RTADDR_REG.RTA;
+    bits at or above HAW are accepted and fault 0x30 when used) and `ttm` (RTADDR_REG.TTM: "legacy" 00b, "scalable" 01b; "extended" is
     the VT-d 2.x extended root table, RTT=1); `haw` the host address width
     (CAP_REG.MGAW+1); `sl_levels` the second-level depths supported
     (CAP_REG.SAGAW); `sl_large_pages` (SLLPS: 0 none, 1 2 MiB, 2 also
@@ -181,8 +181,9 @@ class Iommu:
             raise ValueError(f"ttm={ttm!r}; allowed: {', '.join(TTM)}")
         if not isinstance(haw, int) or not 39 <= haw <= 52:
             raise ValueError(f"haw={haw!r}; allowed: 39 to 52")
-        # RTADDR_REG.RTA is a 52-bit field: a value beyond HAW can be
-        # programmed and faults when a request uses it (0x30 / 0x8)
+        # RTADDR_REG.RTA spans bits 63:12; hardware may leave bits 63:HAW
+        # unimplemented (§10.4.6). This model implements them: a root table
+        # beyond HAW can be programmed and faults when a request uses it
         root_table = _check_int("root_table", root_table, 64)
         if root_table & 0xFFF:
             raise ValueError(f"root_table={root_table:#x} is not 4 KiB aligned")
@@ -249,8 +250,8 @@ class Iommu:
         if self.root_table >> self.haw:
             # RTADDR_REG.RTA beyond the host address width: the root table
             # itself is unusable, before any root entry is read (VT-d
-            # §10.4.6 RTADDR_REG; §7.1.3 scalable table SRTA.1, 0x30; the
-            # legacy table has no such reason: root-entry access error 0x8)
+            # §10.4.6 RTADDR_REG; §7.1.3 scalable table, 0x30, not
+            # qualified; the legacy table has no such reason: 0x8)
             raise _Fault("root", c["root_table"])
         bus, devfn = source_id >> 8, source_id & 0xFF
         rpa = self.root_table + 16 * bus
