@@ -547,6 +547,8 @@ def test_translated_requests_extended_mode_and_arguments():
     with pytest.raises(ValueError, match="at="):
         s.walk(1, at="translated")
     with pytest.raises(ValueError, match="at="):
+        s.iommu.configure(SID, at="translated")
+    with pytest.raises(ValueError, match="at="):
         _legacy(1).iommu.translate(SID, 0, at="translation")
 
 

@@ -406,6 +406,11 @@ class Iommu:
         structures through the caches). Returns (config, None) or
         (None, (stage, code, fpd)). `at` "translated" (legacy and extended
         mode): a request whose address a device-TLB already translated."""
+        if at not in AT or (at == "translated" and self.ttm == "scalable"):
+            # scalable mode checks translated requests against the context
+            # entry's DTE (0x44): device-TLBs are out of this model's scope
+            raise ValueError(f"at={at!r}; allowed: 'untranslated', and 'translated' in "
+                             "legacy and extended mode")
         refs = [] if refs is None else refs
         st = {} if st is None else st
         try:
@@ -530,11 +535,6 @@ class Iommu:
             pasid = _check_int("pasid", pasid, self.pasid_width)
         if access not in F.ACCESSES:
             raise ValueError(f"access={access!r}; allowed: 'r', 'w', 'x'")
-        if at not in AT or (at == "translated" and self.ttm == "scalable"):
-            # scalable mode checks translated requests against the context
-            # entry's DTE (0x44): device-TLBs are out of this model's scope
-            raise ValueError(f"at={at!r}; allowed: 'untranslated', and 'translated' in "
-                             "legacy and extended mode")
         refs, st = [], {}
         cfg, err = self.configure(source_id, pasid=pasid, privileged=privileged, refs=refs,
                                   st=st, at=at)
