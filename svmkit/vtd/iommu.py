@@ -160,8 +160,9 @@ class Iommu:
     """One VT-d remapping unit over `mem`.
 
     Registers and capabilities (VT-d §10.4): `root_table` (RTADDR_REG.RTA;
-    bits at or above HAW are accepted and fault 0x30 when used) and `ttm` (RTADDR_REG.TTM: "legacy" 00b, "scalable" 01b; "extended" is
-    the VT-d 2.x extended root table, RTT=1); `haw` the host address width
+    bits at or above HAW are accepted and fault 0x30 when used) and `ttm`
+    (RTADDR_REG.TTM: "legacy" 00b, "scalable" 01b; "extended" is the
+    VT-d 2.x extended root table, RTT=1); `haw` the host address width
     (CAP_REG.MGAW+1); `sl_levels` the second-level depths supported
     (CAP_REG.SAGAW); `sl_large_pages` (SLLPS: 0 none, 1 2 MiB, 2 also
     1 GiB); `fl_5level` (ECAP_REG.FS5LP... FLPM 01b allowed), `fl_1g`
