@@ -1,6 +1,8 @@
 """Compiled access to :class:`svmkit.memory.Memory`'s arrays, for the numba walkers.
 
 Inlined into their callers so that numba drops the reference counting of the arrays.
+``frames`` comes flat (one int64 per entry, 512 per frame): a one-dimensional index is a
+shift and an or, where a two-dimensional one costs a multiply by a stride on every read.
 """
 
 import numpy as np
@@ -33,7 +35,7 @@ def load(top, nodes, frames, size, pa):
     row = find(top, nodes, pa >> 12)
     if row < 0:
         return True, np.int64(0)
-    return True, frames[row, (pa & 0xFFF) >> 3]
+    return True, frames[(row << 9) | ((pa & 0xFFF) >> 3)]
 
 
 @njit(inline="always")
@@ -45,5 +47,5 @@ def store(top, nodes, frames, size, pa, value):
     row = find(top, nodes, pa >> 12)
     if row < 0:
         return False
-    frames[row, (pa & 0xFFF) >> 3] = value
+    frames[(row << 9) | ((pa & 0xFFF) >> 3)] = value
     return True
