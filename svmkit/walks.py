@@ -223,8 +223,8 @@ def translate(mem, vas, *, root, fmt="x86_64", levels=4, access="r", user=False,
     Returns ``(pa, fault)``: uint64 physical addresses (0 where the translation faulted) and
     int32 fault codes: 0 for success, else ``reason | stage << 4`` with ``reason`` an index of
     :data:`svmkit.walker.faults.REASONS` (1 not-present, 2 reserved-bit, 3 permission,
-    4 non-existent-memory, 5 address-width, 6 access-flag, 7 address-size) and ``stage``
-    0 for first, 1 for second: 0x11 is a not-present second-stage entry.
+    4 non-existent-memory, 5 address-width, 6 access-flag, 7 address-size, 8 ad-permission)
+    and ``stage`` 0 for first, 1 for second: 0x11 is a not-present second-stage entry.
     :func:`fault_name` spells a code out. Keywords as for :func:`walk`.
     """
     if not isinstance(mem, Memory):

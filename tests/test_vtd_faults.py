@@ -225,6 +225,25 @@ def test_nested_faults():
     assert code(s2.walk(3, va=0x9000)) == 0x79
 
 
+def test_first_level_ad_update_needs_second_level_write():
+    """0x77: the A/D update of a first-level entry is a write through the
+    second level; a read-only second-level mapping of the guest's page-table
+    page refuses it, one by one and in a batch alike (§7.1.3, §3.8)."""
+    s = Sys()
+    w = s.walk(3, va=0x1000)
+    pte = next(r for r in w.refs if r.stage == "first" and r.level == 1)
+    locate = [r for r in w.refs if r.stage == "second" and r.guest_level == 1][-1]
+    s.mem.write_u64(locate.address, locate.value & ~2)           # SL-PTE: W clear
+    s.mem.write_u64(pte.address, pte.value & ~0x60)              # guest PTE: A, D clear
+    w = s.walk(3, va=0x1000)
+    assert code(w) == 0x77 and (w.fault.stage, w.fault.reason) == ("second", "ad-permission")
+    assert s.mem.read_u64(pte.address) == pte.value & ~0x60      # nothing written
+    assert s.iommu.faults[-1].code == 0x77
+    assert list(s.iommu.translate_many(SID, [0x1000], pasid=3)[1]) == [0x77]
+    s.mem.write_u64(pte.address, pte.value | 0x20)               # A already set: no write
+    assert s.walk(3, va=0x1000).ok
+
+
 @pytest.mark.parametrize("case,expect", [
     ("root-np", 0x1), ("ctx-np", 0x2), ("tt", 0x3), ("aw", 0x4), ("write", 0x5),
     ("read", 0x6), ("sl-access", 0x7), ("root-access", 0x8), ("ctx-access", 0x9),
@@ -585,7 +604,7 @@ PRODUCED_BY = {
 # first-level entry) is being added to the core walker by the lead. When it
 # lands, set this to the name of the test in this file that produces it and
 # remove 0x77 from svmkit.vtd.faults.OUT_OF_SCOPE.
-LEAD_0x77_TEST = None
+LEAD_0x77_TEST = "test_first_level_ad_update_needs_second_level_write"
 
 
 def test_every_reason_is_produced_or_out_of_scope():

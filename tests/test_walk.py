@@ -170,6 +170,32 @@ def test_accessed_and_dirty_flags(engine):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("access", ["r", "w"])
+def test_first_stage_flags_need_second_stage_write(engine, access):
+    """Setting A or D in a guest entry writes guest memory: a second stage that maps the
+    guest's page-table page read-only refuses it (VT-d 0x77), and nothing is written."""
+    sys = Nested(seed=6)
+    va = 0x5555_4000
+    leaf_slot = sys.gpt.map(va, sys.galloc())
+    pte_gpa = next(g for g in sys.gpa_to_hpa if sys.host(g) == leaf_slot & ~0xFFF) \
+        + (leaf_slot & 0xFFF)
+    sys.sl.map(pte_gpa & ~0xFFF, leaf_slot & ~0xFFF, r=True, w=False)   # read-only now
+    before = sys.mem.read_u64(leaf_slot)
+    kw = sys.keywords(access=access)
+    w = svmkit.walk(sys.mem, va, engine=engine, **kw)
+    assert not w.ok and (w.fault.stage, w.fault.reason) == ("second", "ad-permission")
+    assert w.fault.address == pte_gpa and w.fault.level == 1 and w.fault.code == 0x77
+    assert sys.mem.read_u64(leaf_slot) == before                 # no flag was set
+    assert len(w.refs) == 4 * 5                                  # no read beyond the walk
+    assert svmkit.fault_name(svmkit.translate(sys.mem, [va], **kw)[1][0]) == \
+        "second-stage ad-permission"
+    # with the flags already there, nothing needs writing and the walk completes
+    sys.mem.write_u64(leaf_slot, before | x86_64.A | x86_64.D)
+    w = svmkit.walk(sys.mem, va, engine=engine, **kw)
+    assert w.ok and len(w.refs) == 24
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_second_level_alone_and_its_faults(engine):
     mem, sl = host_table(levels=3, fmt="vtd_sl")
     gpa = 0x12_3456_7000

@@ -58,7 +58,8 @@ def io_page_fault_flags(reason, access, *, gn, user=False, present=None):
     f |= (1 << FLAGS["us"]) if user else 0
     f |= (1 << FLAGS["pr"]) if present else 0
     f |= (1 << FLAGS["rw"]) if access == "w" else 0
-    f |= (1 << FLAGS["pe"]) if reason == "permission" else 0
+    # ad-permission: the host table refused the write of a guest entry's A/D flags
+    f |= (1 << FLAGS["pe"]) if reason in ("permission", "ad-permission") else 0
     f |= (1 << FLAGS["rz"]) if reason == "reserved-bit" else 0
     return f
 

@@ -76,6 +76,8 @@ class VtdSecondLevel(Format):
         4 address beyond MGAW, 5 write not permitted, 6 read not permitted, 7 next table
         pointer invalid, 0xC reserved field set in a paging entry. A model in scalable mode
         maps reasons to its own numbers."""
+        if reason == "ad-permission":   # only nested walks have it, and only scalable mode nests
+            return 0x77
         if reason in ("not-present", "permission"):
             return 5 if access == "w" else 6
         return {"address-width": 4, "non-existent-memory": 7, "reserved-bit": 0xC}.get(reason)

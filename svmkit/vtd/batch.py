@@ -29,7 +29,8 @@ from ..formats.layout import (G_LEVELS, G_TABLE_ADDR, L_LEAF, L_LEAF_ADDR, L_LEA
                               L_LEAF_VAL, L_SHIFT, LEAF_ALWAYS, LEAF_IF, READ, USER, WRITE,
                               XUSER)
 from ..walker import faults as F
-from ..walker.jit import (ALL_RIGHTS, MAX_REFS, REF_COLUMNS, classify_nb, fits_nb, index_nb,
+from ..walker.jit import (ALL_RIGHTS, MAX_REFS, REF_COLUMNS, ad_writable_nb, classify_nb,
+                          fits_nb, index_nb, probe_nb,
                           leaf_check_nb, permitted_nb, record_nb, rights_nb,
                           set_accessed_dirty_nb, stage_nb)
 from .caches import (F_DIRTY, F_FL, F_GLOBAL, F_R, F_U, F_W, F_WSUP, F_X, iotlb_fill,
@@ -39,9 +40,9 @@ MAX_RECORDS = 256
 PSC_SETS = 64          # slots per level of the batch's paging-structure caches
 PGTT_IDS = {"first": 1, "second": 2, "nested": 3, "pass-through": 4}
 
-NOT_PRESENT, RESERVED, PERMISSION, NON_EXISTENT, ADDRESS_WIDTH = (
+NOT_PRESENT, RESERVED, PERMISSION, NON_EXISTENT, ADDRESS_WIDTH, AD_PERMISSION = (
     F.reason_id(n) for n in ("not-present", "reserved-bit", "permission",
-                             "non-existent-memory", "address-width"))
+                             "non-existent-memory", "address-width", "ad-permission"))
 
 
 @njit
@@ -82,6 +83,8 @@ def fault_code_nb(scalable, pgtt, reason, stage, level, access, user, refs, n, d
         if access == F.X:
             return 0x82
         return 0x86
+    if reason == AD_PERMISSION:
+        return 0x77
     guest_level = 0
     if pgtt == 3:
         last = -1
@@ -231,7 +234,7 @@ def sl_walk_nb(keys, slots, frames, size, gpa, root2, d2s, levels2, access, refs
 
 
 @njit
-def nested_nb(keys, slots, frames, size, va, d1s, levels1, root2, d2s, levels2,
+def nested_nb(keys, slots, frames, size, va, d1s, levels1, root2, d2s, levels2, probe2,
               access, user, wp, refs, start, table, granted, comb, on, sv, st, stb, sr, sc):
     """The nested walk of svmkit.walker.jit.walk_nb, starting at the
     first-level table a paging-structure cache gave (`table` at level
@@ -245,6 +248,7 @@ def nested_nb(keys, slots, frames, size, va, d1s, levels1, root2, d2s, levels2,
         return np.int64(ADDRESS_WIDTH), F.FIRST, levels1, va, zero, zero, 0, zero, all_rights
     nref = 0
     level = start
+    first_table = table
     e = zero
     while True:
         gpa = table + index_nb(va, level, d1) * 8
@@ -273,6 +277,10 @@ def nested_nb(keys, slots, frames, size, va, d1s, levels1, root2, d2s, levels2,
     reason = leaf_check_nb(e, granted, access, user, wp, d1)
     if reason != 0:
         return reason, F.FIRST, level, va, zero, zero, nref, zero, all_rights
+    reason, slevel, gpa = ad_writable_nb(keys, slots, frames, size, va, first_table, d1,
+                                         access, root2, probe2, refs, 0, nref)
+    if reason != 0:
+        return reason, F.SECOND, slevel, gpa, zero, zero, nref, zero, all_rights
     set_accessed_dirty_nb(keys, slots, frames, size, refs, 0, nref, F.FIRST, access, d1)
     page = np.int64(1) << d1[level, L_SHIFT]
     gpa = (e & d1[level, L_LEAF_ADDR]) | (va & (page - 1))
@@ -290,6 +298,7 @@ def batch_nb(keys, slots, frames, size, vas, scalable, pgtt, root1, d1s, levels1
              pa_out, code_out, stats, psc_sets):
     """stats: [iotlb hits, iotlb misses]."""
     refs = np.empty((MAX_REFS, REF_COLUMNS), dtype=np.int64)
+    probe2 = probe_nb(d2s[levels2], False)     # as sl_walk_nb: no WP at second level
     dirty_needed = access == F.W
     zero = np.int64(0)
     # paging-structure caches for this batch: [level, slot]
@@ -346,8 +355,8 @@ def batch_nb(keys, slots, frames, size, vas, scalable, pgtt, root1, d1s, levels1
                 stage = F.FIRST
             else:
                 reason, stage, level, where, pa, page, n, gpa, sl_cached = nested_nb(
-                    keys, slots, frames, size, va, d1s, levels1, root2, d2s, levels2, access,
-                    user, wp, refs, fl_start, table, fl_cached, comb, iotlb_on,
+                    keys, slots, frames, size, va, d1s, levels1, root2, d2s, levels2,
+                    probe2, access, user, wp, refs, fl_start, table, fl_cached, comb, iotlb_on,
                     sv, st, stb, sr, sc)
             if iotlb_on:
                 psc_fill_nb(fv, ft, ftb, fr, fc, va, d1, refs, 0, n, F.FIRST, fl_cached,

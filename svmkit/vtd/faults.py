@@ -70,7 +70,7 @@ SCALABLE_REASONS = {
     0x74: ("address-width", "nested: first-level table GPA beyond the second-level width"),
     0x75: ("permission", "nested: second level denies reading the top first-level table"),
     0x76: ("permission", "nested: second level denies reading a first-level table"),
-    0x77: ("permission", "nested: second level denies the A/D update of a first-level entry"),
+    0x77: ("ad-permission", "nested: second level denies the A/D update of a first-level entry"),
     0x78: ("non-existent-memory", "second-level paging entry could not be read"),
     0x79: ("not-present", "second-level paging entry has neither read nor write"),
     0x7A: ("reserved-bit", "reserved bit set in a second-level paging entry"),
@@ -94,8 +94,6 @@ OUT_OF_SCOPE = {
     0x32: "page requests (PRI) are not modelled (§7.1.3, §7.4)",
     0x44: "translation requests (ATS) and device-TLBs are not modelled (§7.1.3, §9.4 DTE)",
     0x47: "page requests (PRI) are not modelled (§7.1.3, §9.4 PRE)",
-    0x77: "the second-level write check of a first-level A/D update belongs to "
-          "the core walker (svmkit.walker), which does not make it yet (§7.1.3, §3.8)",
     0x7C: "no snoop attribute is modelled: A/D updates always snoop (§7.1.3, §9.6 PWSNP)",
     0x90: "no snoop attribute is modelled: A/D updates always snoop (§7.1.3, §9.6 PWSNP)",
 }

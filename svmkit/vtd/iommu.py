@@ -739,7 +739,12 @@ class Iommu:
         # combined entry, §6.2.5.3) spares the second-level walk for it
         combined = hit[2] if hit is not None else None
 
-        def second(gpa, level):
+        def second(gpa, level, acc=F.R, probe=False):
+            if probe:   # may the A/D update of this first-level entry write it? (0x77)
+                r2 = reference.stage_walk(self.mem, gpa, cfg.second_root,
+                                          reference.without_flags(d2), acc, False, False, [],
+                                          F.SECOND, level)
+                return r2[0], r2[2], r2[4], r2[5]
             if combined is not None and level == start and gpa & ~0xFFF == root:
                 st["combined"] = "hit"
                 return 0, 0, combined | (gpa & 0xFFF), 4096
@@ -824,6 +829,8 @@ class Iommu:
             if access == "x":
                 return 0x82
             return 0x86
+        if name == "ad-permission":   # the write of a first-level entry's A/D flags
+            return 0x77
         # second level: locating a first-level table (nested), or the final address
         guest_level = 0
         if cfg.pgtt == "nested":

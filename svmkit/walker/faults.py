@@ -13,6 +13,8 @@ REASONS = (
     "address-width",        # input address beyond the stage's width (or not canonical)
     "access-flag",          # Arm: AF clear in a leaf and no hardware update
     "address-size",         # Arm: an output address beyond the output size
+    "ad-permission",        # nested: the second stage refuses the write that sets a
+                            # first-stage entry's accessed or dirty flag (VT-d 0x77)
 )
 OK = 0
 

@@ -31,6 +31,7 @@ NON_EXISTENT = reason_id("non-existent-memory")
 ADDRESS_WIDTH = reason_id("address-width")
 PERMISSION = reason_id("permission")
 ACCESS_FLAG = reason_id("access-flag")
+AD_PERMISSION = reason_id("ad-permission")
 ALL_RIGHTS = 31
 C_T_ALLOW, C_T_DENY, C_P_ALLOW, C_P_DENY = NCOL, NCOL + 1, NCOL + 2, NCOL + 3
 C_ACCESS = NCOL     # in row 0, where the C_ columns of the levels are unused
@@ -260,11 +261,52 @@ def stage_call_nb(keys, slots, frames, size, addr, root, p, refs, nref, stage, g
                              guest_level)
 
 
+@njit
+def probe_nb(d2, wp):
+    """The second-stage descriptor that asks whether a GPA may be written, for the
+    accessed and dirty flags of first-stage entries: no refs, no flags of its own."""
+    p = prepare_nb(d2, W, False, wp)
+    p[0, G_A] = 0
+    p[0, G_D] = 0
+    p[0, C_RECORD] = 0
+    return p
+
+
+@njit(_nrt=False)
+def ad_writable_nb(keys, slots, frames, size, va, root, d1, access, second_root, p2_probe,
+                   refs, start, nref):
+    """``(reason, level, gpa)``: whether the second stage lets the first stage set the
+    flags its entries (refs from ``start``, the first one in the table at GPA ``root``) lack;
+    a refusal names the entry's GPA (reference :func:`~svmkit.walker.reference.stage_walk`,
+    VT-d 0x77)."""
+    zero = np.int64(0)
+    end = min(nref, refs.shape[0])
+    last = -1
+    for k in range(start, end):
+        if refs[k, 0] == FIRST:
+            last = k
+    table = root
+    for k in range(start, end):
+        if refs[k, 0] != FIRST:
+            continue
+        level, e = refs[k, 1], refs[k, 3]
+        gpa = table + index_nb(va, level, d1) * 8
+        flags = d1[0, G_A] | (d1[0, G_D] if access == W and k == last else 0)
+        if (e & flags) != flags:
+            r = stage_call_nb(keys, slots, frames, size, gpa, second_root, p2_probe, refs,
+                              nref, SECOND, level)
+            if r[0] != 0:
+                return AD_PERMISSION, r[1], gpa
+        table = e & d1[0, G_TABLE_ADDR]
+    return zero, zero, zero
+
+
 @njit(_nrt=False)
 def walk_prepared_nb(keys, slots, frames, size, va, root, p1, second_root, p2_table, p2,
-                     nested, refs, nref):
+                     p2_probe, nested, refs, nref):
     """:func:`walk_nb` with prepared descriptors: ``p1`` for the first stage, ``p2_table``
-    for the second-stage reads of guest tables, ``p2`` for the final GPA."""
+    for the second-stage reads of guest tables, ``p2`` for the final GPA, ``p2_probe``
+    (:func:`probe_nb`) for the flag updates of first-stage entries."""
     zero = np.int64(0)
     if not nested:
         reason, level, pa, page, nref = stage_prepared_nb(keys, slots, frames, size, va, root,
@@ -307,6 +349,11 @@ def walk_prepared_nb(keys, slots, frames, size, va, root, p1, second_root, p2_ta
     if p1[0, C_ACCESS] == W:
         unflagged |= p1[0, G_D] & ~e
     if unflagged != 0:
+        reason, slevel, gpa = ad_writable_nb(keys, slots, frames, size, va, root, p1,
+                                             p1[0, C_ACCESS], second_root, p2_probe, refs,
+                                             start, nref)
+        if reason != 0:
+            return reason, SECOND, slevel, gpa, zero, zero, nref, zero
         set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, FIRST,
                               p1[0, C_ACCESS], p1)
     page = np.int64(1) << p1[level, L_SHIFT]
@@ -326,16 +373,16 @@ def walk_nb(keys, slots, frames, size, va, root, d1, second_root, d2, nested, ac
     return walk_prepared_nb(keys, slots, frames, size, va, root,
                             prepare_nb(d1, access, user, wp), second_root,
                             prepare_nb(d2, R, False, wp), prepare_nb(d2, access, False, wp),
-                            nested, refs, nref)
+                            probe_nb(d2, wp), nested, refs, nref)
 
 
 @njit(_nrt=False)
 def translate_prepared_nb(keys, slots, frames, size, vas, root, p1, second_root, p2_table, p2,
-                          nested, refs, pa_out, fault_out):
+                          p2_probe, nested, refs, pa_out, fault_out):
     """The loop of :func:`translate_nb`, without reference counting."""
     for i in range(vas.shape[0]):
         r = walk_prepared_nb(keys, slots, frames, size, vas[i], root, p1, second_root,
-                             p2_table, p2, nested, refs, 0)
+                             p2_table, p2, p2_probe, nested, refs, 0)
         if r[0] == 0:
             pa_out[i] = r[4]
             fault_out[i] = 0
@@ -354,7 +401,7 @@ def translate_nb(keys, slots, frames, size, vas, root, d1, second_root, d2, nest
     for p in (p1, p2_table, p2):
         unrecorded(p)
     translate_prepared_nb(keys, slots, frames, size, vas, root, p1, second_root, p2_table,
-                          p2, nested, refs, pa_out, fault_out)
+                          p2, probe_nb(d2, wp), nested, refs, pa_out, fault_out)
 
 
 @njit

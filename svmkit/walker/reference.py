@@ -14,6 +14,7 @@ One stage (Intel SDM 4.5; VT-d 3.6 first stage, 3.7 second stage):
      the way decide whether the access is allowed;
   5. a completed walk sets the accessed flags of the entries it used, and the dirty flag of
      the leaf for a write (only where the format has them: VT-d second level with SSADE).
+     Nested, those flags live in guest memory, so the second stage must allow the write.
 
 Two stages, nested (VT-d 3.8 "Nested Translation", SMMUv3 nested, AMD-Vi guest tables): the
 first-stage tables live in guest memory, so the address of every first-stage entry is a
@@ -103,16 +104,27 @@ def permitted(granted, access, user, wp, d):
     return granted & need == need
 
 
-def set_accessed_dirty(mem, refs, start, stage, access, d):
-    """Set A in every entry this stage read (refs from ``start``), D in its leaf on a write."""
+def flags_to_set(refs, start, stage, access, d):
+    """``[(i, flags)]``: the entries this stage read (the i-th of its refs from ``start``)
+    whose value lacks a flag a completed walk sets: A in every entry, D in the leaf on a
+    write."""
     a, dirty = int(d[0, L.G_A]), int(d[0, L.G_D])
     used = [r for r in refs[start:] if r[0] == stage]
-    for i, (_, _, pa, _, _) in enumerate(used):
+    out = []
+    for i, (_, _, _, e, _) in enumerate(used):
         flags = a | (dirty if access == F.W and i == len(used) - 1 else 0)
-        if flags:
-            _, e = load(mem, pa)
-            if e & flags != flags:
-                mem.write_u64(pa, e | flags)
+        if e & flags != flags:
+            out.append((i, flags))
+    return out
+
+
+def set_accessed_dirty(mem, refs, start, stage, access, d):
+    """Set A in every entry this stage read (refs from ``start``), D in its leaf on a write."""
+    used = [r for r in refs[start:] if r[0] == stage]
+    for i, flags in flags_to_set(refs, start, stage, access, d):
+        _, e = load(mem, used[i][2])
+        if e & flags != flags:
+            mem.write_u64(used[i][2], e | flags)
 
 
 def stage_walk(mem, addr, root, d, access, user, wp, refs, stage, guest_level,
@@ -120,7 +132,8 @@ def stage_walk(mem, addr, root, d, access, user, wp, refs, stage, guest_level,
     """Walk one stage from the table at ``root``.
 
     ``second``, for a nested walk, turns the guest-physical address of each entry into a
-    host-physical one: ``second(gpa, level) -> (reason, level, hpa, size)``.
+    host-physical one: ``second(gpa, level) -> (reason, level, hpa, size)``, and
+    ``second(gpa, level, F.W, probe=True)`` says whether it may be written.
     Returns ``(reason, stage, level, fault_address, out, page_size)``.
     """
     levels = int(d[0, L.G_LEVELS])
@@ -128,10 +141,12 @@ def stage_walk(mem, addr, root, d, access, user, wp, refs, stage, guest_level,
         return F.reason_id("address-width"), stage, levels, addr, 0, 0
     start = len(refs)
     level, table, granted = levels, root, ALL_RIGHTS
+    gpas = []                                   # nested: the GPA of each entry read
     while True:
         entry = table + index(addr, level, d) * 8
         if second is not None:                  # nested: the entry's address is a GPA
             gpa = entry
+            gpas.append((gpa, level))
             reason, slevel, entry, _ = second(gpa, level)
             if reason:
                 return reason, F.SECOND, slevel, gpa, 0, 0
@@ -151,9 +166,24 @@ def stage_walk(mem, addr, root, d, access, user, wp, refs, stage, guest_level,
         return F.reason_id("access-flag"), stage, level, addr, 0, 0
     if not permitted(granted, access, user, wp, d):
         return F.reason_id("permission"), stage, level, addr, 0, 0
+    if second is not None:
+        # setting a flag writes guest memory: the second stage must allow that write
+        # (VT-d 3.8 and fault 0x77; the translation is the one just made, no new reads)
+        for i, _ in flags_to_set(refs, start, stage, access, d):
+            gpa, glevel = gpas[i]
+            reason, slevel, _, _ = second(gpa, glevel, F.W, probe=True)
+            if reason:
+                return F.reason_id("ad-permission"), F.SECOND, slevel, gpa, 0, 0
     set_accessed_dirty(mem, refs, start, stage, access, d)
     size = 1 << int(d[level, L.L_SHIFT])
     return F.OK, stage, level, 0, (e & int(d[level, L.L_LEAF_ADDR])) | (addr & (size - 1)), size
+
+
+def without_flags(d):
+    """Descriptor ``d`` for a walk that sets no accessed or dirty flag."""
+    d = d.copy()
+    d[0, L.G_A] = d[0, L.G_D] = 0
+    return d
 
 
 def walk(mem, va, root, d1, second_root, d2, nested, access, user, wp, refs):
@@ -167,8 +197,13 @@ def walk(mem, va, root, d1, second_root, d2, nested, access, user, wp, refs):
             mem, va, root, d1, access, user, wp, refs, F.FIRST, -1)
         return reason, stage, level, where, pa, size, 0
 
-    def second(gpa, guest_level, acc=F.R):
-        r = stage_walk(mem, gpa, second_root, d2, acc, False, wp, refs, F.SECOND, guest_level)
+    def second(gpa, guest_level, acc=F.R, probe=False):
+        if probe:       # a question about the translation made: no refs, no flags
+            r = stage_walk(mem, gpa, second_root, without_flags(d2), acc, False, wp, [],
+                           F.SECOND, guest_level)
+        else:
+            r = stage_walk(mem, gpa, second_root, d2, acc, False, wp, refs, F.SECOND,
+                           guest_level)
         return r[0], r[2], r[4], r[5]
 
     reason, stage, level, where, gpa, size = stage_walk(
