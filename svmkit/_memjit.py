@@ -12,14 +12,15 @@ from ._jit import njit
 
 @njit(inline="always")
 def find(top, nodes, frame):
-    """Row of ``frame`` in the frames array, or -1 when the frame was never written. A
-    negative ``top`` entry is a region of the window layout's row map (``nodes``), a
-    positive one a node of the radix layout (see :mod:`svmkit.memory`)."""
+    """Row of ``frame`` in the frames array, or -1 when it has none. A negative ``top``
+    entry is a region of the window layout, where a frame's row is its offset in the
+    region (never-written frames there read as zeros); a positive one a node of the radix
+    layout (see :mod:`svmkit.memory`)."""
     n1 = np.int64(top[(frame >> 18) & 0x3FFFFF])
+    if n1 < 0:
+        return ((-n1 - 1) << 18) | (frame & 0x3FFFF)
     if n1 == 0:
         return -1
-    if n1 < 0:
-        return np.int64(nodes[((-n1 - 1) << 9) | ((frame >> 9) & 511), frame & 511]) - 1
     n2 = nodes[n1, (frame >> 9) & 511]
     if n2 == 0:
         return -1
@@ -40,8 +41,9 @@ def load(top, nodes, frames, size, pa):
 
 @njit(inline="always")
 def store(top, nodes, frames, size, pa, value):
-    """Write an 8-byte entry into a frame that exists; False if it does not (the walkers only
-    update entries they have just read as present, which always live in written frames)."""
+    """Write an 8-byte entry into a frame that exists; False if it does not. The walkers only
+    update entries they have just read as present, which always live in written frames:
+    a store never creates a frame that :class:`~svmkit.memory.Memory` does not know."""
     if pa < 0 or pa + 8 > size:
         return False
     row = find(top, nodes, pa >> 12)

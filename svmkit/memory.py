@@ -1,22 +1,23 @@
 """Host-physical memory: sparse 4 KiB frames that the compiled walkers read in place.
 
 A 52-bit physical address space cannot be an array, but a page table at 0x1_2345_6000 must
-cost one frame. :class:`Memory` keeps the frames that were written as rows of one compact
-(n, 512) int64 array, ``frames`` (which numpy backs with huge pages once it is large), and
-finds a frame's row through a directory whose first level, ``top``, is indexed by address
-bits 51:30. Two layouts, both read by :func:`svmkit._memjit.find`:
+cost one frame. :class:`Memory` keeps the frames that were written as rows of an (n, 512)
+int64 array, ``frames``, and finds a frame's row from a directory whose first level,
+``top``, is indexed by address bits 51:30. Two layouts, both read by
+:func:`svmkit._memjit.find`:
 
-- *window* (Linux): a negative ``top`` entry numbers a 1 GiB region of a row map,
-  ``nodes``, with one int32 per frame (bits 29:12), kept in an anonymous mapping reserved
-  without swap accounting (MAP_NORESERVE) that the kernel backs only where written: two
-  cached reads find a frame's row.
-- *radix* (other systems, and when address space runs out): a positive ``top`` entry names
-  a row of ``nodes`` indexed by bits 29:21, whose entry names another row indexed by bits
-  20:12, whose entry is the frame's row: three reads.
+- *window* (Linux): a negative ``top`` entry numbers a 1 GiB region of ``frames`` itself,
+  which is an anonymous mapping reserved without swap accounting (MAP_NORESERVE) that the
+  kernel backs only where written. A frame sits at its own offset in its region, so one
+  cached read of ``top`` finds it, as a flat array would. A 2 MiB block in which 32 frames
+  were written is made one huge page (MADV_COLLAPSE), so that walks over dense tables do
+  not miss the TLB at every read; sparse frames stay 4 KiB each.
+- *radix* (other systems, and when address space runs out): ``frames`` is compact; a
+  positive ``top`` entry names a row of ``nodes`` indexed by bits 29:21, whose entry names
+  another row indexed by bits 20:12, whose entry is the frame's row + 1 (0: never written).
 
-Row numbers are stored +1, so that 0 means "never written"; frames never written read as
-zeros. The arrays are handed to numba code as they are (``Memory.arrays``), never copied.
-Values are little-endian, as on x86 and Arm.
+Frames never written read as zeros. The arrays are handed to numba code as they are
+(``Memory.arrays``), never copied. Values are little-endian, as on x86 and Arm.
 """
 
 import mmap
@@ -27,8 +28,10 @@ import numpy as np
 PAGE = 4096
 MAX_PHYS = 1 << 52
 REGION_FRAMES = 1 << 18                # frames in a 1 GiB region of the window layout
-HUGE_REGIONS = 4                       # regions whose row map asks for huge pages
+BLOCK_FRAMES = 512                     # frames in a 2 MiB block, one huge page
+DENSE = 32                             # frames written in a 2 MiB block that earn it a huge page
 _NORESERVE = 0x4000                    # MAP_NORESERVE on Linux (the mmap module lacks it)
+_COLLAPSE = 25                         # MADV_COLLAPSE, Linux 6.1 (the mmap module lacks it)
 _M64 = (1 << 64) - 1
 
 
@@ -37,22 +40,13 @@ class NonExistentMemory(ValueError):
 
 
 def _reserve(regions):
-    """A row map for ``regions`` 1 GiB regions (an int32 per frame) in an anonymous mapping
-    that the kernel backs only where written, or None where it cannot be had."""
+    """Address space for ``regions`` 1 GiB regions of frames, in an anonymous mapping that
+    the kernel backs only where written, or None where it cannot be had."""
     try:
-        m = mmap.mmap(-1, regions * REGION_FRAMES * 4,
-                      flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _NORESERVE)
+        return mmap.mmap(-1, regions * REGION_FRAMES * PAGE,
+                         flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _NORESERVE)
     except (OSError, ValueError, OverflowError):
         return None
-    # The first regions hold most systems' memory, and a walk reads their row map at every
-    # step: huge pages there spare it a TLB miss per read, for at most 4 MiB of RAM.
-    advice = getattr(mmap, "MADV_HUGEPAGE", None)
-    if advice is not None:
-        try:
-            m.madvise(advice, 0, min(len(m), HUGE_REGIONS * REGION_FRAMES * 4))
-        except OSError:
-            pass
-    return m
 
 
 class Memory:
@@ -64,32 +58,33 @@ class Memory:
     window where it can be had); it changes speed, never contents.
     """
 
+    WINDOW_REGIONS = 4       # 1 GiB regions reserved at first (address space, not RAM)
+
     def __init__(self, size=None, *, layout="auto"):
         if size is None:
             size = MAX_PHYS
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool) \
                 or not 0 < size <= MAX_PHYS:
             raise ValueError(f"size={size!r} is not allowed; allowed: None or 1 to 2**52 bytes")
+        if layout not in ("auto", "window", "radix"):
+            raise ValueError(f"layout={layout!r} is not allowed; allowed: auto, window, radix")
         self.size = int(size)
         self._slot_of = {}                       # frame number -> row of _frames
         # 16 MiB of address space, of which the OS backs only the pages touched
         self._top = np.zeros(1 << 22, dtype=np.int32)
-        self._regions = 0
         self._map = None
-        if layout not in ("auto", "window", "radix"):
-            raise ValueError(f"layout={layout!r} is not allowed; allowed: auto, window, radix")
         if layout != "radix" and sys.platform.startswith("linux"):
             self._map = _reserve(self.WINDOW_REGIONS)
         if layout == "window" and self._map is None:
             raise ValueError("layout='window' needs Linux and free address space")
-        self._frames = np.zeros((16, PAGE // 8), dtype=np.int64)
         if self._map is not None:
-            self._rows = self._nodes = np.frombuffer(self._map, dtype=np.int32).reshape(-1, 512)
+            self._frames = np.frombuffer(self._map, dtype=np.int64).reshape(-1, PAGE // 8)
+            self._nodes = np.zeros((1, 512), dtype=np.int32)     # the radix layout's
+            self._regions = 0
+            self._written = {}                   # 2 MiB block -> frames written in it
         else:
+            self._frames = np.zeros((16, PAGE // 8), dtype=np.int64)
             self._to_radix()
-
-    WINDOW_REGIONS = 256     # 1 GiB regions the row map reserves at first (256 MiB of address
-                             # space, not RAM)
 
     @property
     def layout(self):
@@ -112,69 +107,93 @@ class Memory:
         """Physical addresses of the frames that were written, in ascending order."""
         return [fn * PAGE for fn in sorted(self._slot_of)]
 
-    def _node(self):
-        if self._nodes_used == len(self._nodes):
-            self._nodes = np.concatenate([self._nodes, np.zeros_like(self._nodes)])
-        self._nodes_used += 1
-        return self._nodes_used - 1
+    def _row(self, frame, create):
+        row = self._slot_of.get(frame)
+        if row is None and create:
+            if self._map is not None:
+                row = self._window_row(frame)
+            if self._map is None:                # radix, possibly since just now
+                row = len(self._slot_of)
+                if row == len(self._frames):
+                    self._frames = np.concatenate([self._frames, np.zeros_like(self._frames)])
+                self._link(frame, row)
+            self._slot_of[frame] = row
+        return row
+
+    # -- window layout -----------------------------------------------------------------------
+
+    def _window_row(self, frame):
+        """The row of a frame about to be written, in its region (numbered on first use);
+        None when the regions ran out and the layout became radix."""
+        hi = frame >> 18
+        if self._top[hi] == 0:
+            if self._regions == len(self._frames) // REGION_FRAMES:
+                self._grow_window()
+                if self._map is None:
+                    return None
+            self._regions += 1
+            self._top[hi] = -self._regions       # negative: a region of the window
+        row = ((-int(self._top[hi]) - 1) << 18) | (frame & (REGION_FRAMES - 1))
+        block = row // BLOCK_FRAMES
+        self._written[block] = self._written.get(block, 0) + 1
+        if self._written[block] == DENSE:
+            self._huge(block)
+        return row
+
+    def _huge(self, block):
+        """Back a 2 MiB block with one huge page, where the kernel can (speed only)."""
+        try:
+            self._map.madvise(_COLLAPSE, block * BLOCK_FRAMES * PAGE, BLOCK_FRAMES * PAGE)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def _grow_window(self):
+        """Twice the regions, copying the frames written (they keep their rows); the radix
+        layout when the address space for that is not to be had."""
+        regions = 2 * len(self._frames) // REGION_FRAMES
+        new = _reserve(regions) if regions <= len(self._top) else None
+        if new is None:
+            self._to_radix()
+            return
+        frames = np.frombuffer(new, dtype=np.int64).reshape(-1, PAGE // 8)
+        for row in self._slot_of.values():       # only what was written: the map stays sparse
+            frames[row] = self._frames[row]
+        self._map, self._frames = new, frames
+        for block, n in self._written.items():
+            if n >= DENSE:
+                self._huge(block)
+
+    # -- radix layout ------------------------------------------------------------------------
 
     def _to_radix(self):
-        """Switch to (or start in) the radix layout: the frames stay where they are, only
-        the directory is built anew."""
-        self._map = self._rows = None
+        """Switch to (or start in) the radix layout: the frames move to compact rows and the
+        directory is built anew."""
+        old, self._map = self._frames, None
+        self._frames = np.zeros((max(16, len(self._slot_of)), PAGE // 8), dtype=np.int64)
+        for i, frame in enumerate(sorted(self._slot_of)):
+            self._frames[i] = old[self._slot_of[frame]]
+            self._slot_of[frame] = i
         self._top = np.zeros(1 << 22, dtype=np.int32)
         self._nodes = np.zeros((16, 512), dtype=np.int32)   # row 0 stays empty
         self._nodes_used = 1
         for frame, row in self._slot_of.items():
             self._link(frame, row)
 
+    def _node(self):
+        if self._nodes_used == len(self._nodes):
+            self._nodes = np.concatenate([self._nodes, np.zeros_like(self._nodes)])
+        self._nodes_used += 1
+        return self._nodes_used - 1
+
     def _link(self, frame, row):
-        """Enter ``frame`` -> ``row`` in the directory."""
+        """Enter ``frame`` -> ``row`` in the radix directory."""
         hi, mid, lo = frame >> 18, (frame >> 9) & 511, frame & 511
-        if self._map is not None:
-            if self._top[hi] == 0:
-                if self._regions == len(self._rows) // 512:
-                    self._grow_window()
-                    if self._map is None:            # radix now, with every frame in it
-                        self._link(frame, row)
-                        return
-                self._regions += 1
-                self._top[hi] = -self._regions       # negative: a region of the row map
-            self._rows[((-int(self._top[hi]) - 1) << 9) | mid, lo] = row + 1
-            return
         if self._top[hi] == 0:
             self._top[hi] = self._node()
         n1 = self._top[hi]
         if self._nodes[n1, mid] == 0:
             self._nodes[n1, mid] = self._node()
         self._nodes[self._nodes[n1, mid], lo] = row + 1
-
-    def _grow_window(self):
-        """Twice the row map's regions, copying the entries of the frames written (the one
-        just added is linked by the caller); the radix layout when the address space for
-        that is not to be had."""
-        regions = 2 * len(self._rows) // 512
-        new = _reserve(regions) if regions <= len(self._top) else None
-        if new is None:
-            self._to_radix()
-            return
-        old = self._rows
-        self._map = new
-        self._rows = self._nodes = np.frombuffer(new, dtype=np.int32).reshape(-1, 512)
-        for frame in self._slot_of:              # only what was written: the map stays sparse
-            n = ((-int(self._top[frame >> 18]) - 1) << 9) | ((frame >> 9) & 511)
-            if self._top[frame >> 18] < 0:
-                self._rows[n, frame & 511] = old[n, frame & 511]
-
-    def _row(self, frame, create):
-        row = self._slot_of.get(frame)
-        if row is None and create:
-            row = len(self._slot_of)
-            if row == len(self._frames):
-                self._frames = np.concatenate([self._frames, np.zeros_like(self._frames)])
-            self._slot_of[frame] = row
-            self._link(frame, row)
-        return row
 
     # -- byte access -------------------------------------------------------------------------
 

@@ -84,7 +84,8 @@ def test_window_grows_then_falls_back_to_radix_keeping_every_frame(monkeypatch):
     regions = [(i << 30) + 0x1000 * i for i in range(5)]
     for pa in regions[:3]:                         # a third region: the window doubles
         mem.write_u64(pa, pa | 1)
-    assert mem.layout == "window" and len(mem.arrays()[1]) == 4 * 512   # 4 regions mapped
+    # 4 regions mapped
+    assert mem.layout == "window" and mem.arrays()[2].size == 4 * memory_module.REGION_FRAMES * 512
     monkeypatch.setattr(memory_module, "_reserve", lambda regions: None)
     for pa in regions[3:]:                         # a fifth: no address space, radix
         mem.write_u64(pa, pa | 1)
@@ -98,3 +99,26 @@ def test_window_grows_then_falls_back_to_radix_keeping_every_frame(monkeypatch):
 def test_layout_argument_is_checked():
     with pytest.raises(ValueError, match="layout="):
         Memory(layout="flat")
+
+
+@pytest.mark.skipif("window" not in LAYOUTS, reason="the window layout is Linux's")
+def test_dense_blocks_ask_for_huge_pages_and_keep_their_frames(monkeypatch):
+    asked = []
+    monkeypatch.setattr(Memory, "_huge", lambda self, block: asked.append(block))
+    monkeypatch.setattr(Memory, "WINDOW_REGIONS", 1)
+    mem = Memory()
+    dense, sparse = 0x20_0000, 0x40_0000                  # blocks 1 and 2 of region 0
+    for i in range(memory_module.DENSE):
+        mem.write_u64(dense + i * 4096, i + 1)
+    for i in range(memory_module.DENSE - 1):
+        mem.write_u64(sparse + i * 4096, i + 1)
+    mem.write_u64(dense, 99)                             # rewriting adds no frame
+    assert asked == [1]
+    mem.write_u64(1 << 40, 7)                            # a second region: the window grows
+    assert asked == [1, 1] and mem.layout == "window"    # asked again of the new mapping
+    keys, slots, frames, size = mem.arrays()
+    assert load(keys, slots, frames, size, dense) == (True, 99)
+    last = memory_module.DENSE - 2                       # the sparse block's last frame
+    assert load(keys, slots, frames, size, sparse + last * 4096) == (True, last + 1)
+    assert load(keys, slots, frames, size, sparse + (last + 1) * 4096) == (True, 0)  # unwritten
+    assert mem.frames_in_use == 2 * memory_module.DENSE
