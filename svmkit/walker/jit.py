@@ -301,68 +301,78 @@ def ad_writable_nb(keys, slots, frames, size, va, root, d1, access, second_root,
     return zero, zero, zero
 
 
-@njit(_nrt=False)
+@njit(_nrt=False, inline="always")
 def walk_prepared_nb(keys, slots, frames, size, va, root, p1, second_root, p2_table, p2,
                      p2_probe, nested, refs, nref):
     """:func:`walk_nb` with prepared descriptors: ``p1`` for the first stage, ``p2_table``
     for the second-stage reads of guest tables, ``p2`` for the final GPA, ``p2_probe``
-    (:func:`probe_nb`) for the flag updates of first-stage entries."""
+    (:func:`probe_nb`) for the flag updates of first-stage entries. Inlined into the loop of
+    :func:`translate_prepared_nb`; a call would pass a dozen arrays on the stack for every
+    address."""
     zero = np.int64(0)
-    if not nested:
-        reason, level, pa, page, nref = stage_prepared_nb(keys, slots, frames, size, va, root,
-                                                          p1, refs, nref, FIRST, -1)
-        return reason, FIRST, level, va if reason != 0 else zero, pa, page, nref, zero
     level = p1[0, G_LEVELS]
-    if not fits_nb(va, p1):
+    if nested and not fits_nb(va, p1):
         return ADDRESS_WIDTH, FIRST, level, va, zero, zero, nref, zero
     start = nref
     table = root
     denied = False
     unflagged = zero
     e = zero
+    page = zero
+    gpa = zero
+    final = False
     while True:
-        gpa = table + index_nb(va, level, p1) * 8
-        # the guest's table pointer is a GPA: a second-stage walk finds the entry first
-        reason, slevel, entry, _, nref = stage_prepared_nb(keys, slots, frames, size, gpa,
-                                                           second_root, p2_table, refs, nref,
-                                                           SECOND, level)
+        # One stage walk a pass, from this one place, so that it is compiled once: the
+        # whole walk when not nested; nested, the GPA of the guest's next entry, until the
+        # guest's leaf gives the final GPA.
+        if not nested:
+            addr, sroot, p, stage, guest_level = va, root, p1, FIRST, np.int64(-1)
+        elif final:
+            addr, sroot, p, stage, guest_level = gpa, second_root, p2, SECOND, zero
+        else:
+            gpa = table + index_nb(va, level, p1) * 8
+            addr, sroot, p, stage, guest_level = gpa, second_root, p2_table, SECOND, level
+        reason, slevel, out, psize, nref = stage_prepared_nb(keys, slots, frames, size, addr,
+                                                             sroot, p, refs, nref, stage,
+                                                             guest_level)
+        if not nested:
+            return reason, FIRST, slevel, va if reason != 0 else zero, out, psize, nref, zero
         if reason != 0:
-            return reason, SECOND, slevel, gpa, zero, zero, nref, zero
-        ok, e = load(keys, slots, frames, size, entry)
+            return reason, SECOND, slevel, gpa, zero, zero, nref, gpa if final else zero
+        if final:
+            return zero, SECOND, zero, zero, out, min(page, psize), nref, gpa
+        # the guest's entry, now that the second stage said where it lies
+        ok, e = load(keys, slots, frames, size, out)
         if not ok:
             return NON_EXISTENT, FIRST, level, va, zero, zero, nref, zero
-        nref = record_nb(refs, nref, FIRST, level, entry, e, -1)
+        nref = record_nb(refs, nref, FIRST, level, out, e, -1)
         unflagged |= p1[0, G_A] & ~e
         reason, leaf, next_level = check_nb(e, level, p1)
         if reason == PERMISSION:
             denied = True
         elif reason != 0:
             return reason, FIRST, level, va, zero, zero, nref, zero
-        if leaf:
-            break
-        table = e & p1[0, G_TABLE_ADDR]
-        level = next_level
-    if p1[0, G_AF] != 0 and (e & p1[0, G_AF]) == 0:
-        return ACCESS_FLAG, FIRST, level, va, zero, zero, nref, zero
-    if denied:
-        return PERMISSION, FIRST, level, va, zero, zero, nref, zero
-    if p1[0, C_ACCESS] == W:
-        unflagged |= p1[0, G_D] & ~e
-    if unflagged != 0:
-        reason, slevel, gpa = ad_writable_nb(keys, slots, frames, size, va, root, p1,
-                                             p1[0, C_ACCESS], second_root, p2_probe, refs,
-                                             start, nref)
-        if reason != 0:
-            return reason, SECOND, slevel, gpa, zero, zero, nref, zero
-        set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, FIRST,
-                              p1[0, C_ACCESS], p1)
-    page = np.int64(1) << p1[level, L_SHIFT]
-    gpa = (e & p1[level, L_LEAF_ADDR]) | (va & (page - 1))
-    reason, slevel, pa, page2, nref = stage_prepared_nb(keys, slots, frames, size, gpa,
-                                                        second_root, p2, refs, nref, SECOND, 0)
-    if reason != 0:
-        return reason, SECOND, slevel, gpa, zero, zero, nref, gpa
-    return zero, SECOND, zero, zero, pa, min(page, page2), nref, gpa
+        if not leaf:
+            table = e & p1[0, G_TABLE_ADDR]
+            level = next_level
+            continue
+        if p1[0, G_AF] != 0 and (e & p1[0, G_AF]) == 0:
+            return ACCESS_FLAG, FIRST, level, va, zero, zero, nref, zero
+        if denied:
+            return PERMISSION, FIRST, level, va, zero, zero, nref, zero
+        if p1[0, C_ACCESS] == W:
+            unflagged |= p1[0, G_D] & ~e
+        if unflagged != 0:
+            reason, slevel, where = ad_writable_nb(keys, slots, frames, size, va, root, p1,
+                                                   p1[0, C_ACCESS], second_root, p2_probe,
+                                                   refs, start, nref)
+            if reason != 0:
+                return reason, SECOND, slevel, where, zero, zero, nref, zero
+            set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, FIRST,
+                                  p1[0, C_ACCESS], p1)
+        page = np.int64(1) << p1[level, L_SHIFT]
+        gpa = (e & p1[level, L_LEAF_ADDR]) | (va & (page - 1))
+        final = True
 
 
 @njit
@@ -370,25 +380,35 @@ def walk_nb(keys, slots, frames, size, va, root, d1, second_root, d2, nested, ac
             wp, refs, nref):
     """One translation. Returns ``(reason, stage, level, fault_address, pa, page_size,
     nref, gpa)``."""
-    return walk_prepared_nb(keys, slots, frames, size, va, root,
-                            prepare_nb(d1, access, user, wp), second_root,
-                            prepare_nb(d2, R, False, wp), prepare_nb(d2, access, False, wp),
-                            probe_nb(d2, wp), nested, refs, nref)
+    detail = np.zeros((1, 8), dtype=np.int64)
+    translate_prepared_nb(keys, slots, frames, size, np.full(1, va, dtype=np.int64), root,
+                          prepare_nb(d1, access, user, wp), second_root,
+                          prepare_nb(d2, R, False, wp), prepare_nb(d2, access, False, wp),
+                          probe_nb(d2, wp), nested, refs, nref, np.zeros(1, dtype=np.int64),
+                          np.zeros(1, dtype=np.int32), detail)
+    r = detail[0]
+    return r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]
 
 
 @njit(_nrt=False)
 def translate_prepared_nb(keys, slots, frames, size, vas, root, p1, second_root, p2_table, p2,
-                          p2_probe, nested, refs, pa_out, fault_out):
-    """The loop of :func:`translate_nb`, without reference counting."""
+                          p2_probe, nested, refs, nref, pa_out, fault_out, detail):
+    """Walk every address of ``vas``, refs from row ``nref``: ``pa_out`` and ``fault_out``
+    as :func:`translate_nb` gives them and, for the addresses ``detail`` has a row for,
+    the result of :func:`walk_nb`. A batch and a single walk share this one compiled copy
+    of the walk, which is inlined here without reference counting."""
     for i in range(vas.shape[0]):
         r = walk_prepared_nb(keys, slots, frames, size, vas[i], root, p1, second_root,
-                             p2_table, p2, p2_probe, nested, refs, 0)
+                             p2_table, p2, p2_probe, nested, refs, nref)
         if r[0] == 0:
             pa_out[i] = r[4]
             fault_out[i] = 0
         else:
             pa_out[i] = 0
             fault_out[i] = r[0] | (r[1] << 4)
+        if i < detail.shape[0]:
+            detail[i, 0], detail[i, 1], detail[i, 2], detail[i, 3] = r[0], r[1], r[2], r[3]
+            detail[i, 4], detail[i, 5], detail[i, 6], detail[i, 7] = r[4], r[5], r[6], r[7]
 
 
 @njit
@@ -401,7 +421,8 @@ def translate_nb(keys, slots, frames, size, vas, root, d1, second_root, d2, nest
     for p in (p1, p2_table, p2):
         unrecorded(p)
     translate_prepared_nb(keys, slots, frames, size, vas, root, p1, second_root, p2_table,
-                          p2, probe_nb(d2, wp), nested, refs, pa_out, fault_out)
+                          p2, probe_nb(d2, wp), nested, refs, 0, pa_out, fault_out,
+                          np.zeros((0, 8), dtype=np.int64))
 
 
 @njit
