@@ -3,6 +3,8 @@
 Inlined into their callers so that numba drops the reference counting of the arrays.
 ``frames`` comes flat (one int64 per entry, 512 per frame): a one-dimensional index is a
 shift and an or, where a two-dimensional one costs a multiply by a stride on every read.
+The indices are made unsigned where they cannot be negative: numba then leaves out the
+wrap-around of negative indices, which sits on the walk's critical path.
 """
 
 import numpy as np
@@ -16,7 +18,7 @@ def find(top, nodes, frame):
     entry is a region of the window layout, where a frame's row is its offset in the
     region (never-written frames there read as zeros); a positive one a node of the radix
     layout (see :mod:`svmkit.memory`)."""
-    n1 = np.int64(top[(frame >> 18) & 0x3FFFFF])
+    n1 = np.int64(top[np.uint64((frame >> 18) & 0x3FFFFF)])
     if n1 < 0:
         return ((-n1 - 1) << 18) | (frame & 0x3FFFF)
     if n1 == 0:
@@ -36,7 +38,7 @@ def load(top, nodes, frames, size, pa):
     row = find(top, nodes, pa >> 12)
     if row < 0:
         return True, np.int64(0)
-    return True, frames[(row << 9) | ((pa & 0xFFF) >> 3)]
+    return True, frames[np.uint64((row << 9) | ((pa & 0xFFF) >> 3))]
 
 
 @njit(inline="always")
@@ -49,5 +51,5 @@ def store(top, nodes, frames, size, pa, value):
     row = find(top, nodes, pa >> 12)
     if row < 0:
         return False
-    frames[(row << 9) | ((pa & 0xFFF) >> 3)] = value
+    frames[np.uint64((row << 9) | ((pa & 0xFFF) >> 3))] = value
     return True
