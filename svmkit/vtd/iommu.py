@@ -741,10 +741,8 @@ class Iommu:
 
         def second(gpa, level, acc=F.R, probe=False):
             if probe:   # may the A/D update of this first-level entry write it? (0x77)
-                r2 = reference.stage_walk(self.mem, gpa, cfg.second_root,
-                                          reference.without_flags(d2), acc, False, False, [],
-                                          F.SECOND, level)
-                return r2[0], r2[2], r2[4], r2[5]
+                return reference.second_writable(self.mem, gpa, cfg.second_root, d2, False,
+                                                 level) + (0, 0)
             if combined is not None and level == start and gpa & ~0xFFF == root:
                 st["combined"] = "hit"
                 return 0, 0, combined | (gpa & 0xFFF), 4096

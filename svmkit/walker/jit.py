@@ -91,18 +91,25 @@ def record_nb(refs, nref, stage, level, address, entry, guest_level):
 
 
 @njit(inline="always")
-def set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, access, d):
-    """Set A in the entries this stage read (``refs`` from ``start``), D in its leaf for a
-    write (reference :func:`~svmkit.walker.reference.set_accessed_dirty`)."""
-    a = d[0, G_A]
-    dirty = d[0, G_D] if access == W else 0
-    if a == 0 and dirty == 0:
-        return
-    end = min(nref, refs.shape[0])
+def flags_wanted_nb(refs, start, end, stage, access, d):
+    """The row of this stage's last ref (its leaf) in ``refs[start:end]``, and the flags a
+    completed walk sets: ``(last, a, dirty)``; the leaf takes ``a | dirty``, the others
+    ``a`` (reference :func:`~svmkit.walker.reference.flags_to_set`)."""
     last = -1
     for k in range(start, end):
         if refs[k, 0] == stage:
             last = k
+    return last, d[0, G_A], d[0, G_D] if access == W else 0
+
+
+@njit(inline="always")
+def set_accessed_dirty_nb(keys, slots, frames, size, refs, start, nref, stage, access, d):
+    """Set A in the entries this stage read (``refs`` from ``start``), D in its leaf for a
+    write (reference :func:`~svmkit.walker.reference.set_accessed_dirty`)."""
+    end = min(nref, refs.shape[0])
+    last, a, dirty = flags_wanted_nb(refs, start, end, stage, access, d)
+    if a == 0 and dirty == 0:
+        return
     for k in range(start, end):
         if refs[k, 0] != stage:
             continue
@@ -281,17 +288,14 @@ def ad_writable_nb(keys, slots, frames, size, va, root, d1, access, second_root,
     VT-d 0x77)."""
     zero = np.int64(0)
     end = min(nref, refs.shape[0])
-    last = -1
-    for k in range(start, end):
-        if refs[k, 0] == FIRST:
-            last = k
+    last, a, dirty = flags_wanted_nb(refs, start, end, FIRST, access, d1)
     table = root
     for k in range(start, end):
         if refs[k, 0] != FIRST:
             continue
         level, e = refs[k, 1], refs[k, 3]
         gpa = table + index_nb(va, level, d1) * 8
-        flags = d1[0, G_A] | (d1[0, G_D] if access == W and k == last else 0)
+        flags = a | (dirty if k == last else 0)
         if (e & flags) != flags:
             r = stage_call_nb(keys, slots, frames, size, gpa, second_root, p2_probe, refs,
                               nref, SECOND, level)

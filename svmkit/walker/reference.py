@@ -179,11 +179,14 @@ def stage_walk(mem, addr, root, d, access, user, wp, refs, stage, guest_level,
     return F.OK, stage, level, 0, (e & int(d[level, L.L_LEAF_ADDR])) | (addr & (size - 1)), size
 
 
-def without_flags(d):
-    """Descriptor ``d`` for a walk that sets no accessed or dirty flag."""
-    d = d.copy()
-    d[0, L.G_A] = d[0, L.G_D] = 0
-    return d
+def second_writable(mem, gpa, second_root, d2, wp, guest_level):
+    """``(reason, level)`` of a write to ``gpa`` through the second stage: the A/D update
+    of a first-stage entry (VT-d 0x77). A question about the translation a walk just made,
+    so it records no refs and sets no flags."""
+    d2 = d2.copy()
+    d2[0, L.G_A] = d2[0, L.G_D] = 0
+    r = stage_walk(mem, gpa, second_root, d2, F.W, False, wp, [], F.SECOND, guest_level)
+    return r[0], r[2]
 
 
 def walk(mem, va, root, d1, second_root, d2, nested, access, user, wp, refs):
@@ -198,12 +201,9 @@ def walk(mem, va, root, d1, second_root, d2, nested, access, user, wp, refs):
         return reason, stage, level, where, pa, size, 0
 
     def second(gpa, guest_level, acc=F.R, probe=False):
-        if probe:       # a question about the translation made: no refs, no flags
-            r = stage_walk(mem, gpa, second_root, without_flags(d2), acc, False, wp, [],
-                           F.SECOND, guest_level)
-        else:
-            r = stage_walk(mem, gpa, second_root, d2, acc, False, wp, refs, F.SECOND,
-                           guest_level)
+        if probe:
+            return second_writable(mem, gpa, second_root, d2, wp, guest_level) + (0, 0)
+        r = stage_walk(mem, gpa, second_root, d2, acc, False, wp, refs, F.SECOND, guest_level)
         return r[0], r[2], r[4], r[5]
 
     reason, stage, level, where, gpa, size = stage_walk(
