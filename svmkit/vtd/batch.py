@@ -227,7 +227,7 @@ def sl_walk_nb(keys, slots, frames, size, gpa, root2, d2s, levels2, access, refs
     n0 = nref
     reason, level, out, page, nref = stage_nb(keys, slots, frames, size, gpa, table,
                                               d2s[start], access, False, False, refs, nref,
-                                              F.SECOND, guest_level)
+                                              np.int64(F.SECOND), guest_level)
     if on:
         psc_fill_nb(sv, st, stb, sr, sc, gpa, d2, refs, n0, nref, F.SECOND, rights, False)
     return reason, level, out, page, nref, rights
@@ -351,7 +351,8 @@ def batch_nb(keys, slots, frames, size, vas, scalable, pgtt, root1, d1s, levels1
             if pgtt == 1:
                 reason, level, pa, page, n = stage_nb(keys, slots, frames, size, va, table,
                                                       d1s[fl_start], access, user, wp, refs,
-                                                      0, F.FIRST, -1)
+                                                      np.int64(0), np.int64(F.FIRST),
+                                                      np.int64(-1))
                 stage = F.FIRST
             else:
                 reason, stage, level, where, pa, page, n, gpa, sl_cached = nested_nb(
