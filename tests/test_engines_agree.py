@@ -138,3 +138,83 @@ def test_engines_agree_on_random_mappings_and_find_them(seed, n, sizes, access, 
             assert gpa_off >= 128 * 4096 and a.fault.address == gpa_off
     for frame in sys_a.mem.frames():
         assert sys_a.mem.read(frame, 4096) == sys_b.mem.read(frame, 4096)
+
+
+# translate(specialize=True) compiles a walker per configuration (about a minute each, cold),
+# so these tests use two: nested with every flag update and the 0x77 probe in play, and a
+# one-stage 5-level walk.
+SPECIALIZED = [
+    dict(fmt="x86_64", levels=4, second_levels=4, nested=True, access="w", user=True,
+         wp=True, second_ad=True),
+    dict(fmt="x86_64", levels=5, second_levels=4, nested=False, access="x", user=False,
+         wp=False, second_ad=False),
+]
+
+
+def specialized_keywords(which, root, second_root):
+    kw = dict(SPECIALIZED[which])
+    nested = kw.pop("nested")
+    return dict(kw, root=root, second_root=second_root if nested else None)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), which=st.sampled_from(range(len(SPECIALIZED))),
+       root=st.integers(0, FRAMES - 1), second_root=st.integers(0, FRAMES - 1),
+       vas=st.lists(addresses, min_size=1, max_size=30))
+def test_specialized_walker_agrees_on_garbage(seed, which, root, second_root, vas):
+    mem_a, pool = garbage_memory(seed)
+    mem_b, _ = garbage_memory(seed)
+    kw = specialized_keywords(which, pool[root], pool[second_root])
+    vas = np.array(vas, dtype=np.uint64)
+    pa_a, fault_a = svmkit.translate(mem_a, vas, **kw)
+    pa_b, fault_b = svmkit.translate(mem_b, vas, specialize=True, **kw)
+    assert fault_a.tolist() == fault_b.tolist()
+    assert pa_a.tolist() == pa_b.tolist()
+    for frame in pool:
+        if frame + 4096 <= SIZE:
+            assert mem_a.read(frame, 4096) == mem_b.read(frame, 4096)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 40))
+def test_specialized_walker_finds_mappings(seed, n):
+    from walkcases import Nested
+
+    rng = np.random.default_rng(seed)
+    sys = Nested(guest_frames=128, seed=seed)
+    expect = {}
+    for i in range(n):
+        va = int(rng.integers(0, 1 << 35)) << 12
+        if va in expect:
+            continue
+        gpa = int(rng.integers(0, 128)) * 4096
+        writable, user = bool(rng.integers(2)), bool(rng.integers(2))
+        sys.gpt.map(va, gpa, 4096, write=writable, user=user)
+        expect[va | 8 * i] = (gpa | 8 * i, writable and user)
+    vas = np.array(list(expect), dtype=np.uint64)
+    kw = specialized_keywords(0, sys.gpt.root, sys.sl.root)   # Nested's levels: 4 and 4
+    pa, fault = svmkit.translate(sys.mem, vas, specialize=True, **kw)
+    for (gpa, allowed), p, f in zip(expect.values(), pa.tolist(), fault.tolist()):
+        if allowed:
+            assert f == 0 and p == sys.host(gpa)
+        else:
+            assert svmkit.fault_name(f) == "first-stage permission" and p == 0
+    again = svmkit.translate(sys.mem, vas, **kw)     # the generic walker, flags now set
+    assert again[0].tolist() == pa.tolist() and again[1].tolist() == fault.tolist()
+
+
+def test_specialized_walkers_are_made_once_per_configuration():
+    from walkcases import Nested
+
+    sys = Nested()
+
+    def descriptors(access):
+        c = svmkit.walks.configure(**sys.keywords(access=access))
+        return jit.batch_descriptors(c.d1, c.d2, c.access, c.user, c.wp)
+
+    # made, not compiled: numba compiles a walker at its first call
+    assert jit.specialized(*descriptors("r"), True) is jit.specialized(*descriptors("r"), True)
+    assert jit.specialized(*descriptors("r"), True) is not \
+        jit.specialized(*descriptors("w"), True)
+    assert jit.specialized(*descriptors("r"), True) is not \
+        jit.specialized(*descriptors("r"), False)

@@ -212,16 +212,20 @@ def stage_prepared_nb(keys, slots, frames, size, addr, root, p, refs, nref, stag
     """:func:`stage_nb` with a descriptor from :func:`prepare_nb`. A stage whose
     ``C_RECORD`` is 0 adds no refs, which its accessed and dirty flags never then need
     (see :func:`unrecorded`). Inlined: a call would pass every array field on the stack."""
-    level = p[0, G_LEVELS]
     zero = np.int64(0)
     if not fits_nb(addr, p):
-        return ADDRESS_WIDTH, level, zero, zero, nref
+        return ADDRESS_WIDTH, p[0, G_LEVELS], zero, zero, nref
     start = nref
     table = root
     denied = False
     unflagged = zero         # accessed flags still to set, dirty included (see below)
     e = zero
-    while True:
+    want = p[0, G_LEVELS]
+    # A counted loop, not "while True": with a constant descriptor (:func:`specialized`)
+    # the compiler unrolls it and every ``p[level, ...]`` becomes a constant.
+    for level in range(p[0, G_LEVELS], 0, -1):
+        if level != want:    # skipped by an explicit next-level field (AMD v1)
+            continue
         entry = table + index_nb(addr, level, p) * 8
         ok, e = load(keys, slots, frames, size, entry)
         if not ok:
@@ -237,7 +241,7 @@ def stage_prepared_nb(keys, slots, frames, size, addr, root, p, refs, nref, stag
         if leaf:
             break
         table = e & p[0, G_TABLE_ADDR]
-        level = next_level
+        want = next_level    # below level: check_nb makes anything else malformed
     if p[0, G_AF] != 0 and (e & p[0, G_AF]) == 0:
         return ACCESS_FLAG, level, zero, zero, nref
     if denied:
@@ -298,7 +302,7 @@ def ad_writable_nb(keys, slots, frames, size, va, root, d1, access, second_root,
         flags = a | (dirty if k == last else 0)
         if (e & flags) != flags:
             r = stage_call_nb(keys, slots, frames, size, gpa, second_root, p2_probe, refs,
-                              nref, SECOND, level)
+                              nref, np.int64(SECOND), level)   # not a literal: see translate_nb
             if r[0] != 0:
                 return AD_PERMISSION, r[1], gpa
         table = e & d1[0, G_TABLE_ADDR]
@@ -311,55 +315,49 @@ def walk_prepared_nb(keys, slots, frames, size, va, root, p1, second_root, p2_ta
     """:func:`walk_nb` with prepared descriptors: ``p1`` for the first stage, ``p2_table``
     for the second-stage reads of guest tables, ``p2`` for the final GPA, ``p2_probe``
     (:func:`probe_nb`) for the flag updates of first-stage entries. Inlined into the loop of
-    :func:`translate_prepared_nb`; a call would pass a dozen arrays on the stack for every
-    address."""
+    :func:`translate_loop_nb`; a call would pass a dozen arrays on the stack for every
+    address.
+
+    Two stage walks, each from one place: the second-stage walk of each guest table entry's
+    GPA, and the last walk (the final GPA; without nesting, the whole one-stage walk). Each
+    is compiled once, and each always walks with the same descriptor, so that a
+    :func:`specialized` walker can fold it into constants."""
     zero = np.int64(0)
-    level = p1[0, G_LEVELS]
-    if nested and not fits_nb(va, p1):
-        return ADDRESS_WIDTH, FIRST, level, va, zero, zero, nref, zero
-    start = nref
-    table = root
-    denied = False
-    unflagged = zero
-    e = zero
-    page = zero
+    page = np.int64(-1)                  # the guest's page size; none without nesting
     gpa = zero
-    final = False
-    while True:
-        # One stage walk a pass, from this one place, so that it is compiled once: the
-        # whole walk when not nested; nested, the GPA of the guest's next entry, until the
-        # guest's leaf gives the final GPA.
-        if not nested:
-            addr, sroot, p, stage, guest_level = va, root, p1, FIRST, np.int64(-1)
-        elif final:
-            addr, sroot, p, stage, guest_level = gpa, second_root, p2, SECOND, zero
-        else:
+    if nested:
+        if not fits_nb(va, p1):
+            return ADDRESS_WIDTH, FIRST, p1[0, G_LEVELS], va, zero, zero, nref, zero
+        start = nref
+        table = root
+        denied = False
+        unflagged = zero
+        e = zero
+        want = p1[0, G_LEVELS]
+        for level in range(p1[0, G_LEVELS], 0, -1):     # counted, as in stage_prepared_nb
+            if level != want:
+                continue
             gpa = table + index_nb(va, level, p1) * 8
-            addr, sroot, p, stage, guest_level = gpa, second_root, p2_table, SECOND, level
-        reason, slevel, out, psize, nref = stage_prepared_nb(keys, slots, frames, size, addr,
-                                                             sroot, p, refs, nref, stage,
-                                                             guest_level)
-        if not nested:
-            return reason, FIRST, slevel, va if reason != 0 else zero, out, psize, nref, zero
-        if reason != 0:
-            return reason, SECOND, slevel, gpa, zero, zero, nref, gpa if final else zero
-        if final:
-            return zero, SECOND, zero, zero, out, min(page, psize), nref, gpa
-        # the guest's entry, now that the second stage said where it lies
-        ok, e = load(keys, slots, frames, size, out)
-        if not ok:
-            return NON_EXISTENT, FIRST, level, va, zero, zero, nref, zero
-        nref = record_nb(refs, nref, FIRST, level, out, e, -1)
-        unflagged |= p1[0, G_A] & ~e
-        reason, leaf, next_level = check_nb(e, level, p1)
-        if reason == PERMISSION:
-            denied = True
-        elif reason != 0:
-            return reason, FIRST, level, va, zero, zero, nref, zero
-        if not leaf:
+            reason, slevel, out, psize, nref = stage_prepared_nb(
+                keys, slots, frames, size, gpa, second_root, p2_table, refs, nref, SECOND,
+                level)
+            if reason != 0:
+                return reason, SECOND, slevel, gpa, zero, zero, nref, zero
+            # the guest's entry, now that the second stage said where it lies
+            ok, e = load(keys, slots, frames, size, out)
+            if not ok:
+                return NON_EXISTENT, FIRST, level, va, zero, zero, nref, zero
+            nref = record_nb(refs, nref, FIRST, level, out, e, -1)
+            unflagged |= p1[0, G_A] & ~e
+            reason, leaf, next_level = check_nb(e, level, p1)
+            if reason == PERMISSION:
+                denied = True
+            elif reason != 0:
+                return reason, FIRST, level, va, zero, zero, nref, zero
+            if leaf:
+                break
             table = e & p1[0, G_TABLE_ADDR]
-            level = next_level
-            continue
+            want = next_level
         if p1[0, G_AF] != 0 and (e & p1[0, G_AF]) == 0:
             return ACCESS_FLAG, FIRST, level, va, zero, zero, nref, zero
         if denied:
@@ -376,7 +374,17 @@ def walk_prepared_nb(keys, slots, frames, size, va, root, p1, second_root, p2_ta
                                   p1[0, C_ACCESS], p1)
         page = np.int64(1) << p1[level, L_SHIFT]
         gpa = (e & p1[level, L_LEAF_ADDR]) | (va & (page - 1))
-        final = True
+        addr, sroot, p, stage, guest_level = gpa, second_root, p2, SECOND, zero
+    else:
+        addr, sroot, p, stage, guest_level = va, root, p1, FIRST, np.int64(-1)
+    reason, slevel, out, psize, nref = stage_prepared_nb(keys, slots, frames, size, addr,
+                                                         sroot, p, refs, nref, stage,
+                                                         guest_level)
+    if not nested:
+        return reason, FIRST, slevel, va if reason != 0 else zero, out, psize, nref, zero
+    if reason != 0:
+        return reason, SECOND, slevel, gpa, zero, zero, nref, gpa
+    return zero, SECOND, zero, zero, out, min(page, psize), nref, gpa
 
 
 @njit
@@ -394,13 +402,12 @@ def walk_nb(keys, slots, frames, size, va, root, d1, second_root, d2, nested, ac
     return r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]
 
 
-@njit(_nrt=False)
-def translate_prepared_nb(keys, slots, frames, size, vas, root, p1, second_root, p2_table, p2,
-                          p2_probe, nested, refs, nref, pa_out, fault_out, detail):
+@njit(_nrt=False, inline="always")
+def translate_loop_nb(keys, slots, frames, size, vas, root, p1, second_root, p2_table, p2,
+                      p2_probe, nested, refs, nref, pa_out, fault_out, detail):
     """Walk every address of ``vas``, refs from row ``nref``: ``pa_out`` and ``fault_out``
     as :func:`translate_nb` gives them and, for the addresses ``detail`` has a row for,
-    the result of :func:`walk_nb`. A batch and a single walk share this one compiled copy
-    of the walk, which is inlined here without reference counting."""
+    the result of :func:`walk_nb`. The walk is inlined here, without reference counting."""
     for i in range(vas.shape[0]):
         r = walk_prepared_nb(keys, slots, frames, size, vas[i], root, p1, second_root,
                              p2_table, p2, p2_probe, nested, refs, nref)
@@ -415,18 +422,69 @@ def translate_prepared_nb(keys, slots, frames, size, vas, root, p1, second_root,
             detail[i, 4], detail[i, 5], detail[i, 6], detail[i, 7] = r[4], r[5], r[6], r[7]
 
 
+@njit(_nrt=False)
+def translate_prepared_nb(keys, slots, frames, size, vas, root, p1, second_root, p2_table, p2,
+                          p2_probe, nested, refs, nref, pa_out, fault_out, detail):
+    """:func:`translate_loop_nb` as a call of its own: a batch and a single walk share
+    this one compiled copy of the walk (two copies doubled the cold compile)."""
+    translate_loop_nb(keys, slots, frames, size, vas, root, p1, second_root, p2_table, p2,
+                      p2_probe, nested, refs, nref, pa_out, fault_out, detail)
+
+
 @njit
 def translate_nb(keys, slots, frames, size, vas, root, d1, second_root, d2, nested, access,
                  user, wp, pa_out, fault_out):
     """Batch translation: ``pa_out[i]`` and ``fault_out[i]`` (0, or reason | stage << 4)."""
     refs = np.empty((MAX_REFS, REF_COLUMNS), dtype=np.int64)
+    p1, p2_table, p2, p2_probe = batch_descriptors(d1, d2, access, user, wp)
+    # np.int64(0), not 0: a literal 0 would make numba compile the walk a second time
+    translate_prepared_nb(keys, slots, frames, size, vas, root, p1, second_root, p2_table,
+                          p2, p2_probe, nested, refs, np.int64(0), pa_out, fault_out,
+                          np.zeros((0, 8), dtype=np.int64))
+
+
+@njit
+def batch_descriptors(d1, d2, access, user, wp):
+    """``(p1, p2_table, p2, p2_probe)`` for a batch: prepared for the access, and asking
+    for no refs that nobody reads (:func:`unrecorded`)."""
     p1, p2_table, p2 = (prepare_nb(d1, access, user, wp), prepare_nb(d2, R, False, wp),
                         prepare_nb(d2, access, False, wp))
     for p in (p1, p2_table, p2):
         unrecorded(p)
-    translate_prepared_nb(keys, slots, frames, size, vas, root, p1, second_root, p2_table,
-                          p2, probe_nb(d2, wp), nested, refs, 0, pa_out, fault_out,
-                          np.zeros((0, 8), dtype=np.int64))
+    return p1, p2_table, p2, probe_nb(d2, wp)
+
+
+_specialized = {}
+
+
+def specialized(p1, p2_table, p2, p2_probe, nested):
+    """A batch walker compiled for these descriptors, as Linux ``generic_pt`` compiles its
+    one walker once per format: the descriptors are constants of the compiled code, so the
+    compiler unrolls the level loops and folds every descriptor read and every branch on
+    one (the walk is that of :func:`translate_loop_nb`, unchanged). Called as
+    ``fn(keys, slots, frames, size, vas, root, second_root, refs, pa_out, fault_out,
+    detail)``, the arrays as for :func:`translate_prepared_nb`.
+
+    Compiling one costs about as much as compiling the generic walker, once per
+    configuration: numba's disk cache keys it on the descriptors' values. Memoized here
+    too, so a configuration is looked up once per process."""
+    key = (p1.tobytes(), p2_table.tobytes(), p2.tobytes(), p2_probe.tobytes(), bool(nested))
+    fn = _specialized.get(key)
+    if fn is None:
+        fn = _specialize(p1.copy(), p2_table.copy(), p2.copy(), p2_probe.copy(),
+                         bool(nested))
+        _specialized[key] = fn
+    return fn
+
+
+def _specialize(p1, p2_table, p2, p2_probe, nested):
+    # numba freezes the arrays of a closure into the compiled code as constants
+    @njit(_nrt=False)
+    def translate_specialized_nb(keys, slots, frames, size, vas, root, second_root, refs,
+                                 pa_out, fault_out, detail):
+        translate_loop_nb(keys, slots, frames, size, vas, root, p1, second_root, p2_table,
+                          p2, p2_probe, nested, refs, 0, pa_out, fault_out, detail)
+    return translate_specialized_nb
 
 
 @njit
