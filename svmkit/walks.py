@@ -249,17 +249,18 @@ def translate(mem, vas, *, root, fmt="x86_64", levels=4, access="r", user=False,
     pa = np.zeros(len(vas64), dtype=np.int64)
     fault = np.zeros(len(vas64), dtype=np.int32)
     keys, slots, frames, size = mem.arrays()
-    if HAVE_NUMBA and specialize:
+    if HAVE_NUMBA:
         from .walker import jit
-        fn = jit.specialized(*jit.batch_descriptors(cfg.d1, cfg.d2, cfg.access, cfg.user,
-                                                    cfg.wp), cfg.nested)
-        fn(keys, slots, frames, size, vas64, cfg.root, cfg.second_root,
-           np.empty((jit.MAX_REFS, jit.REF_COLUMNS), dtype=np.int64), pa, fault,
-           np.zeros((0, 8), dtype=np.int64))
-    elif HAVE_NUMBA:
-        from .walker import jit
-        jit.translate_nb(keys, slots, frames, size, vas64, cfg.root, cfg.d1, cfg.second_root,
-                         cfg.d2, cfg.nested, cfg.access, cfg.user, cfg.wp, pa, fault)
+        if specialize:
+            fn = jit.specialized(*jit.batch_descriptors(cfg.d1, cfg.d2, cfg.access, cfg.user,
+                                                        cfg.wp), cfg.nested)
+            fn(keys, slots, frames, size, vas64, cfg.root, cfg.second_root,
+               np.empty((jit.MAX_REFS, jit.REF_COLUMNS), dtype=np.int64), pa, fault,
+               np.zeros((0, 8), dtype=np.int64))
+        else:
+            jit.translate_nb(keys, slots, frames, size, vas64, cfg.root, cfg.d1,
+                             cfg.second_root, cfg.d2, cfg.nested, cfg.access, cfg.user,
+                             cfg.wp, pa, fault)
     else:  # Pyodide: the reference serves, one address at a time
         for i, va in enumerate(vas64.view(np.uint64)):
             raw = []
