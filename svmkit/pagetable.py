@@ -195,7 +195,8 @@ class GuestMemory:
                  host_base=None):
         self.mem, self.host_alloc = mem, alloc
         self.root, self.fmt, self.d = root, fmt, d
-        sizes = {1 << int(d[lv, L.L_SHIFT]): lv for lv in range(1, int(d[0, L.G_LEVELS]) + 1)}
+        sizes = {1 << int(d[lv, L.L_SHIFT]): lv for lv in range(1, int(d[0, L.G_LEVELS]) + 1)
+                 if d[lv, L.L_LEAF] != L.LEAF_NEVER}        # the pages this stage can map
         page_size = page_size or min(sizes)
         if page_size not in sizes:
             raise ValueError(f"page_size={page_size:#x} is not a page of this second stage; "
