@@ -185,7 +185,7 @@ class GuestMemory:
     ascending order from ``gpa_base``, so :func:`alloc_table` and :class:`PageTable` accept
     it); ``back(gpa)`` backs the page holding ``gpa`` without handing it out; ``map(gpa,
     hpa)`` maps a page to host memory of the caller's choice; ``to_host(gpa)`` is the HPA
-    behind a GPA (ValueError where the second stage maps nothing of this guest's);
+    behind a GPA (ValueError for a GPA this guest has not backed);
     ``read_u64``/``write_u64`` take GPAs, so ``map_page(guest, guest, ...)`` builds the
     guest's own first-stage tables in its memory. ``writes`` records every second-stage
     write as ``(pa, old, new, what)``; ``pages`` maps each backed page's GPA to its HPA.
@@ -240,9 +240,9 @@ class GuestMemory:
         if gpa % self.page_size or hpa % self.page_size:
             raise ValueError(f"gpa={gpa:#x} and hpa={hpa:#x} must be aligned to page_size "
                              f"{self.page_size:#x}")
-        self.pages[gpa] = hpa
         writes = map_page(self.mem, self.host_alloc, self.root, gpa, hpa, self.fmt, self.d,
                           level=self._level, **leaf)
+        self.pages[gpa] = hpa           # after map_page, which refuses a larger page's GPA
         self.writes += writes
         return writes
 
