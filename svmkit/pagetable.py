@@ -7,6 +7,8 @@ builders. :func:`map_page` is the builder; :class:`PageTable` keeps one tree and
 the common case. Tables may live in guest memory: then the allocator hands out
 guest-physical frames and ``to_host`` says where a guest-physical address sits in host
 memory, which is how a guest kernel's CR3 tables end up in the host's RAM.
+:class:`GuestMemory` is such a guest: its frames, the second stage that backs them and the
+GPA -> HPA look-up, for every model.
 """
 
 from . import formats
@@ -162,3 +164,97 @@ class _OneFrame:
         if frames != 1:
             raise ValueError("PageTable builds 4 KiB tables only")
         return self._fn()
+
+
+class GuestMemory:
+    """A guest's physical address space, backed by host memory through a second stage:
+    the VT-d second-level table (VT-d 3.7, nested 3.8), the SMMUv3 stage 2 tables
+    (IHI 0070 5.2 STE.S2TTB; Arm ARM D8, VMSAv8-64 stage 2) or the AMD-Vi host page table
+    (48882 2.2.3) that turns the guest's physical addresses (GPA; IPA on Arm) into host
+    physical ones (HPA), the way a VMM maps its guest's RAM.
+
+    ``root`` is the second stage's top table (an HPA), ``fmt`` its format and ``d`` its
+    descriptor; the second stage's own tables come from ``alloc``, a host
+    :class:`svmkit.memory.FrameAllocator`. Guest memory is backed one second-stage page of
+    ``page_size`` bytes at a time (default the smallest page, the granule: 4 KiB, or 16/64
+    KiB with Arm's larger granules; 2 MiB or 1 GiB for a VMM that maps with large pages),
+    either by fresh host memory from ``alloc`` (aligned to the page) or, with ``host_base``,
+    at ``host_base + gpa``: RAM that is one block of host memory, as a VMM's mmap of it.
+
+    ``alloc(frames=1)`` gives the GPA of fresh zeroed contiguous 4 KiB guest frames (in
+    ascending order from ``gpa_base``, so :func:`alloc_table` and :class:`PageTable` accept
+    it); ``back(gpa)`` backs the page holding ``gpa`` without handing it out; ``map(gpa,
+    hpa)`` maps a page to host memory of the caller's choice; ``to_host(gpa)`` is the HPA
+    behind a GPA (ValueError for a GPA this guest has not backed);
+    ``read_u64``/``write_u64`` take GPAs, so ``map_page(guest, guest, ...)`` builds the
+    guest's own first-stage tables in its memory. ``writes`` records every second-stage
+    write as ``(pa, old, new, what)``; ``pages`` maps each backed page's GPA to its HPA.
+    """
+
+    def __init__(self, mem, alloc, root, fmt, d, *, gpa_base=0, page_size=None,
+                 host_base=None):
+        self.mem, self.host_alloc = mem, alloc
+        self.root, self.fmt, self.d = root, fmt, d
+        sizes = {1 << int(d[lv, L.L_SHIFT]): lv for lv in range(1, int(d[0, L.G_LEVELS]) + 1)
+                 if d[lv, L.L_LEAF] != L.LEAF_NEVER}        # the pages this stage can map
+        page_size = page_size or min(sizes)
+        if page_size not in sizes:
+            raise ValueError(f"page_size={page_size:#x} is not a page of this second stage; "
+                             f"allowed: {', '.join(f'{s:#x}' for s in sorted(sizes))}")
+        self.page_size, self._level = page_size, sizes[page_size]
+        if gpa_base % PAGE:
+            raise ValueError(f"gpa_base={gpa_base:#x} is not 4 KiB aligned")
+        if (host_base or 0) % page_size:
+            raise ValueError(f"host_base={host_base:#x} is not aligned to page_size "
+                             f"{page_size:#x}")
+        self.host_base = host_base
+        self.next = gpa_base
+        self.pages = {}                 # GPA of a second-stage page -> HPA behind it
+        self.writes = []
+
+    def alloc(self, frames=1):
+        """The GPA of ``frames`` fresh zeroed, contiguous 4 KiB guest frames, backed."""
+        gpa = self.next
+        self.next += frames * PAGE
+        for g in range(gpa, gpa + frames * PAGE, PAGE):
+            self.back(g)
+            # zeroed here: a page backed earlier (or RAM at host_base) may hold anything
+            self.mem.write(self.to_host(g), bytes(PAGE))
+        return gpa
+
+    def back(self, gpa, **leaf):
+        """Back the second-stage page holding ``gpa`` if it is not yet; the writes made."""
+        page = gpa & ~(self.page_size - 1)
+        if page in self.pages:
+            return []
+        if self.host_base is None:
+            hpa = alloc_table(self.host_alloc, self.page_size)
+        else:
+            hpa = self.host_base + page
+        return self.map(page, hpa, **leaf)
+
+    def map(self, gpa, hpa, **leaf):
+        """Map the second-stage page at ``gpa`` to host memory at ``hpa`` (both aligned to
+        ``page_size``), ``leaf`` going to the format's ``leaf`` (permissions); the second
+        stage's writes."""
+        if gpa % self.page_size or hpa % self.page_size:
+            raise ValueError(f"gpa={gpa:#x} and hpa={hpa:#x} must be aligned to page_size "
+                             f"{self.page_size:#x}")
+        writes = map_page(self.mem, self.host_alloc, self.root, gpa, hpa, self.fmt, self.d,
+                          level=self._level, **leaf)
+        self.pages[gpa] = hpa           # after map_page, which refuses a larger page's GPA
+        self.writes += writes
+        return writes
+
+    def to_host(self, gpa):
+        """The HPA of guest-physical address ``gpa``."""
+        hpa = self.pages.get(gpa & ~(self.page_size - 1))
+        if hpa is None:
+            raise ValueError(f"gpa={gpa:#x} is not backed by this guest's second stage")
+        return hpa + (gpa & (self.page_size - 1))
+
+    def read_u64(self, gpa):
+        return self.mem.read_u64(self.to_host(gpa))
+
+    def write_u64(self, gpa, value):
+        self.mem.write_u64(self.to_host(gpa), value)

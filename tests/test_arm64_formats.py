@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from svmkit.formats import arm64_s1, arm64_s2, layout as L
 from svmkit.memory import FrameAllocator, Memory
+from svmkit.pagetable import GuestMemory
 from svmkit.smmuv3.tables import entry_address, map_page, new_root
 from svmkit.walker import faults as F
 from svmkit.walker import jit
@@ -215,37 +216,11 @@ def test_nested_4_plus_4_reads_24_entries():
     mem, alloc = setup()
     d1, d2 = S1.descriptor(4, 48), S2.descriptor(4, 48)
     s2root = new_root(alloc, d2)
-    # guest memory: IPA 0x1_0000_0000.. maps to PA 0x2_0000_0000..
-    ipas = {}
-
-    class GuestAlloc:
-        """Allocates guest frames: an IPA the stage 2 maps to a host frame."""
-        next = 0x1_0000_0000
-
-        def alloc(self, frames=1):
-            ipa = GuestAlloc.next
-            GuestAlloc.next += 4096 * frames
-            for i in range(frames):
-                host = alloc.alloc()
-                map_page(mem, alloc, s2root, ipa + 4096 * i, host, S2, d2)
-                ipas[ipa + 4096 * i] = host
-            return ipa
-
-    class GuestMem:
-        """The guest's view of its memory, through the stage 2 mapping."""
-        @staticmethod
-        def read_u64(ipa):
-            return mem.read_u64(ipas[ipa & ~0xFFF] + (ipa & 0xFFF))
-
-        @staticmethod
-        def write_u64(ipa, v):
-            mem.write_u64(ipas[ipa & ~0xFFF] + (ipa & 0xFFF), v)
-
-    galloc = GuestAlloc()
-    s1root = galloc.alloc()
+    guest = GuestMemory(mem, alloc, s2root, S2, d2, gpa_base=0x1_0000_0000)
+    s1root = guest.alloc()
     va = 0x7000_1234_5000
     data_ipa = 0x1_8000_0000
-    map_page(GuestMem, galloc, s1root, va, data_ipa, S1, d1)
+    map_page(guest, guest, s1root, va, data_ipa, S1, d1)
     map_page(mem, alloc, s2root, data_ipa, 0x3_0000_0000, S2, d2)
     refs = []
     reason, stage, _, _, pa, size, gpa = R.walk(mem, va + 0x42, s1root, d1, s2root, d2, True,

@@ -2,7 +2,7 @@
 host tables and a nested guest. Imported by the other test_vtd_* files."""
 
 from svmkit import FrameAllocator, Memory
-from svmkit.pagetable import PageTable
+from svmkit.pagetable import GuestMemory, PageTable
 from svmkit.vtd import CacheConfig, Driver, Iommu
 
 MEM_SIZE = 1 << 36          # 64 GiB installed: addresses above are non-existent
@@ -34,11 +34,12 @@ class Rig:
         """(second-level table mapping guest RAM GPA 0.. to GUEST_BASE..,
         guest first-level table whose tables are in guest RAM)."""
         sl = self.sl(second_levels)
+        ram = GuestMemory(self.mem, self.alloc, sl.root, sl.fmt, sl.d, host_base=GUEST_BASE)
         for i in range(frames):
-            sl.map(i * 4096, GUEST_BASE + i * 4096)
+            ram.back(i * 4096)
         self._gfree = list(range((frames - 1) * 4096, 0, -4096))   # GPA 0 stays unused
         gpt = PageTable(self.mem, self._gfree.pop, fmt="x86_64", levels=first_levels,
-                        to_host=lambda gpa: GUEST_BASE + gpa)
+                        to_host=ram.to_host)
         return sl, gpt
 
     def galloc(self):

@@ -17,7 +17,7 @@ import ipywidgets as W
 
 import svmkit
 from svmkit.memory import FrameAllocator, Memory
-from svmkit.pagetable import PageTable
+from svmkit.pagetable import GuestMemory, PageTable
 
 from ._common import Base, guarded
 
@@ -71,27 +71,13 @@ def measure(levels, second_levels=0, page=4 * KiB, second_page=4 * KiB) -> Cost:
         pt.map(va, 4 * GiB, page)
         w = svmkit.walk(mem, va, root=pt.root, levels=levels)
     else:
-        ram = 4 * GiB                      # guest RAM at HPA 4 GiB, 1 GiB aligned
         sl = PageTable(mem, host.alloc, fmt="vtd_sl", levels=second_levels)
-        backed = set()
-
-        def back(gpa):
-            base = gpa - gpa % second_page
-            if base not in backed:
-                sl.map(base, ram + base, second_page)
-                backed.add(base)
-
-        frames = iter(range(1 * MiB, 64 * MiB, 4 * KiB))
-
-        def guest_alloc():
-            g = next(frames)
-            back(g)
-            return g
-
-        gpt = PageTable(mem, guest_alloc, fmt="x86_64", levels=levels,
-                        to_host=lambda g: ram + g)
+        # guest RAM at HPA 4 GiB (1 GiB aligned), mapped with second-level pages of second_page
+        guest = GuestMemory(mem, host, sl.root, sl.fmt, sl.d, gpa_base=1 * MiB,
+                            page_size=second_page, host_base=4 * GiB)
+        gpt = PageTable(mem, guest.alloc, fmt="x86_64", levels=levels, to_host=guest.to_host)
         gpt.map(va, 1 * GiB, page)
-        back(1 * GiB)
+        guest.back(1 * GiB)
         w = svmkit.walk(mem, va, root=gpt.root, levels=levels, second_root=sl.root,
                         second_levels=second_levels)
     if not w.ok:  # pragma: no cover - the tables above always map va

@@ -16,7 +16,7 @@ from typing import Callable
 
 import svmkit
 from svmkit.memory import FrameAllocator, Memory
-from svmkit.pagetable import PageTable
+from svmkit.pagetable import GuestMemory, PageTable
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 #: How the widgets name "no device" and "no PASID" (a CPU walk, or a request without one).
@@ -124,28 +124,14 @@ def _nested_setup(levels: int, second_levels: int) -> Setup:
     host = FrameAllocator(mem, 1 * MiB, 64 * MiB)
     ram_base, ram = 1 * GiB, 1 * GiB           # guest RAM: GPA 0..1 GiB at HPA 1 GiB
     sl = PageTable(mem, host.alloc, fmt="vtd_sl", levels=second_levels)
-    backed = set()
-
-    def back(gpa, size=4 * KiB):
-        # 4 KiB second-level pages, so that every row of the grid has all its columns.
-        for g in range(gpa, gpa + size, 4 * KiB):
-            if g not in backed:
-                sl.map(g, ram_base + g)
-                backed.add(g)
-
-    guest_frames = iter(range(1 * MiB, 16 * MiB, 4 * KiB))
-
-    def guest_alloc():
-        gpa = next(guest_frames)
-        back(gpa)
-        return gpa
-
-    gpt = PageTable(mem, guest_alloc, fmt="x86_64", levels=levels,
-                    to_host=lambda g: ram_base + g)
+    # 4 KiB second-level pages, so that every row of the grid has all its columns.
+    guest = GuestMemory(mem, host, sl.root, sl.fmt, sl.d, gpa_base=1 * MiB,
+                        host_base=ram_base)
+    gpt = PageTable(mem, guest.alloc, fmt="x86_64", levels=levels, to_host=guest.to_host)
     gpt.map(0x7F12_3456_7000, 0x0200_0000)
-    back(0x0200_0000)
+    guest.back(0x0200_0000)
     gpt.map(0x5555_5540_0000, 0x0400_0000, 2 * MiB)
-    back(0x0400_0000 + 0x12_000)              # the page the suggestion below touches
+    guest.back(0x0400_0000 + 0x12_000)        # the page the suggestion below touches
     gpt.map(0x7F12_3456_9000, 0x0300_0000)    # guest maps it, the VMM does not back it
     addresses = [
         ("4 KiB guest page", 0x7F12_3456_7123),

@@ -8,42 +8,24 @@ GPA and are mapped GPA -> HPA by the host (second-stage) table with 4 KiB pages,
 nested walk of anything the guest built costs the full second-stage walk.
 """
 
-from ..memory import PAGE
+from ..pagetable import GuestMemory
 from ..pagetable import map_page     # the one page-table builder (re-exported for callers)
 
 __all__ = ["GuestSpace", "map_page"]
 
 
-class GuestSpace:
+class GuestSpace(GuestMemory):
     """Guest-physical memory of one VM, backed by host frames from ``alloc`` and mapped by
-    the host table at ``host_root`` (format ``host_fmt``, ``host_levels`` levels).
+    the host table at ``host_root`` (format ``host_fmt``, ``host_levels`` levels): a
+    :class:`svmkit.pagetable.GuestMemory` with AMD-Vi's names.
 
     ``alloc()`` gives the GPA of a fresh zeroed guest frame; ``to_hpa(gpa)`` the host frame
-    behind it (ValueError for a GPA the guest never allocated)."""
+    behind it (ValueError for a GPA the guest never allocated); ``map(gpa, hpa)`` returns
+    the host-table writes."""
 
     def __init__(self, mem, alloc, host_root, host_fmt, host_levels, *, gpa_base=0x1000_0000):
-        self.mem, self.host_alloc = mem, alloc
+        super().__init__(mem, alloc, host_root, host_fmt, host_fmt.descriptor(host_levels),
+                         gpa_base=gpa_base)
         self.host_root, self.host_fmt = host_root, host_fmt
-        self.d = host_fmt.descriptor(host_levels)
-        self.next = gpa_base
-        self._hpa = {}
 
-    def map(self, gpa, hpa, **leaf):
-        """Map the guest frame ``gpa`` to the host frame ``hpa``; the host-table writes."""
-        self._hpa[gpa // PAGE] = hpa // PAGE
-        return map_page(self.mem, self.host_alloc, self.host_root, gpa, hpa, self.host_fmt,
-                        self.d, **leaf)
-
-    def alloc(self, frames=1):
-        """The GPA of ``frames`` fresh zeroed, contiguous guest frames."""
-        gpa = self.next
-        for i in range(frames):
-            self.map(gpa + i * PAGE, self.host_alloc.alloc())
-        self.next += frames * PAGE
-        return gpa
-
-    def to_hpa(self, gpa):
-        frame = self._hpa.get(gpa // PAGE)
-        if frame is None:
-            raise ValueError(f"gpa={gpa:#x} is not guest memory of this VM")
-        return frame * PAGE + gpa % PAGE
+    to_hpa = GuestMemory.to_host
