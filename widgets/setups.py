@@ -122,7 +122,7 @@ def _nested_setup(levels: int, second_levels: int) -> Setup:
     VT-d sec. 3.8 nested translation; the 2D walk of Bhargava et al. (ASPLOS 2008)."""
     mem = Memory(8 * GiB)
     host = FrameAllocator(mem, 1 * MiB, 64 * MiB)
-    ram_base, ram = 1 * GiB, 1 * GiB           # guest RAM: GPA 0..1 GiB at HPA 1 GiB
+    ram_base = 1 * GiB                        # guest RAM: GPA 0.. at HPA 1 GiB
     sl = PageTable(mem, host.alloc, fmt="vtd_sl", levels=second_levels)
     # 4 KiB second-level pages, so that every row of the grid has all its columns.
     guest = GuestMemory(mem, host, sl.root, sl.fmt, sl.d, gpa_base=1 * MiB,

@@ -8,8 +8,7 @@ GPA and are mapped GPA -> HPA by the host (second-stage) table with 4 KiB pages,
 nested walk of anything the guest built costs the full second-stage walk.
 """
 
-from ..pagetable import GuestMemory
-from ..pagetable import map_page     # the one page-table builder (re-exported for callers)
+from ..pagetable import GuestMemory, map_page  # map_page: re-exported for callers
 
 __all__ = ["GuestSpace", "map_page"]
 
@@ -26,6 +25,8 @@ class GuestSpace(GuestMemory):
     def __init__(self, mem, alloc, host_root, host_fmt, host_levels, *, gpa_base=0x1000_0000):
         super().__init__(mem, alloc, host_root, host_fmt, host_fmt.descriptor(host_levels),
                          gpa_base=gpa_base)
-        self.host_root, self.host_fmt = host_root, host_fmt
 
+    # AMD-Vi's names for GuestMemory's own state and look-up
+    host_root = property(lambda self: self.root)
+    host_fmt = property(lambda self: self.fmt)
     to_hpa = GuestMemory.to_host

@@ -22,7 +22,7 @@ class Guest(GuestMemory):
 
     ``alloc()`` hands out consecutive 4 KiB IPA frames from ``ipa_base``, backed by fresh
     host memory mapped at stage 2 (tables at ``s2root``, descriptor ``d2``) one stage 2
-    page (the granule, ``page``) at a time; ``to_host(ipa)`` finds the host address;
+    page (the granule, ``page_size``) at a time; ``to_host(ipa)`` finds the host address;
     ``read_u64``/``write_u64`` take IPAs, so :func:`map_page` and
     :class:`svmkit.pagetable.PageTable` (``alloc=guest.alloc, to_host=guest.to_host``) can
     build the guest's own stage 1 tables. ``writes`` collects the stage 2 writes made.
@@ -31,4 +31,8 @@ class Guest(GuestMemory):
     def __init__(self, mem, alloc, s2root, d2, *, ipa_base=0x4000_0000, fmt=None):
         from ..formats import arm64_s2
         super().__init__(mem, alloc, s2root, fmt or arm64_s2.FORMAT, d2, gpa_base=ipa_base)
-        self.s2root, self.d2, self.page = s2root, d2, self.page_size
+
+    # SMMUv3's names for GuestMemory's own state, not copies of it
+    s2root = property(lambda self: self.root)
+    d2 = property(lambda self: self.d)
+    page = property(lambda self: self.page_size)
